@@ -1,0 +1,51 @@
+# manning — every set-up step is a make target; `make test` and `make demo` install what is
+# missing first (`make deps`), so a fresh Debian 12 machine needs nothing else.
+
+CARGO        ?= cargo
+MUSL_TARGET  := x86_64-unknown-linux-musl
+STATIC_BIN   := target/$(MUSL_TARGET)/release/manning
+
+# Debian packages: build (protoc for etcd-client, musl for the static binary), test (etcd,
+# PostgreSQL 15, iproute2 for network namespaces) and benchmarks (HAProxy, socat, pgbench).
+APT_PACKAGES := protobuf-compiler etcd-server etcd-client postgresql-15 postgresql-client-15 \
+                iproute2 haproxy socat musl-tools file procps util-linux
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: all deps build static test lint bench demo clean
+
+all: build
+
+## deps: install missing Debian packages and the musl Rust target (idempotent).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make deps: all Debian packages present"; fi
+	@rustup target list --installed 2>/dev/null | grep -q $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+
+## build: optimised binary for this machine (target/release/manning).
+build:
+	$(CARGO) build --release
+
+## static: fully static x86_64 musl binary (mimalloc as the allocator).
+static: deps
+	$(CARGO) build --release --target $(MUSL_TARGET)
+	@file $(STATIC_BIN) | tee /dev/stderr | grep -Eq 'statically linked|static-pie linked' \
+	  || { echo "make static: $(STATIC_BIN) is not statically linked" >&2; exit 1; }
+	@ls -l $(STATIC_BIN) | awk '{printf "make static: %s is %.1f MB\n", $$9, $$5/1048576}'
+
+## test: unit and integration tests against real etcd and PostgreSQL 15.
+test: deps
+	$(CARGO) test --locked -- --test-threads=2
+
+## lint: formatting and clippy with warnings as errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,364 @@
+//! Test harness shared by the integration tests: real etcd and PostgreSQL 15 processes on
+//! free loopback ports, each in its own temporary directory, killed when dropped.
+//!
+//! Nothing here is a mock. A test that needs a binary (etcd, postgres) or root and cannot get
+//! it panics with a message saying what to install (`make deps`); it is never skipped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User};
+
+/// Debian's PostgreSQL 15 binaries.
+pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// Path of the `manning` binary built for this test run.
+pub fn manning_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_manning"))
+}
+
+/// Find `name` on PATH (or in the PostgreSQL bin dir) or fail the test with a clear message.
+pub fn require_bin(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).chain([PathBuf::from(PG_BIN_DIR)]) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("this test needs `{name}` and it is not installed: run `make deps`");
+}
+
+/// Fail the test unless running as root (network namespaces, running postgres as `postgres`).
+pub fn require_root(why: &str) {
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this test must run as root ({why}); run `make test` as root");
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Poll `f` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A temporary directory that the `postgres` user can use (owned by it when we are root).
+pub fn postgres_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("manning-test-")
+        .tempdir()
+        .expect("create temp dir");
+    if nix::unistd::geteuid().is_root() {
+        let user = postgres_user();
+        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).expect("chown temp dir");
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
+    dir
+}
+
+/// The `postgres` system user (installed with the postgresql-15 package).
+pub fn postgres_user() -> User {
+    User::from_name("postgres")
+        .ok()
+        .flatten()
+        .expect("the `postgres` user does not exist: run `make deps` (installs postgresql-15)")
+}
+
+/// Make `cmd` run as the `postgres` user when we are root (postgres refuses to run as root).
+pub fn as_postgres(cmd: &mut Command) -> &mut Command {
+    if nix::unistd::geteuid().is_root() {
+        let user = postgres_user();
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        cmd.env("HOME", &user.dir);
+    }
+    cmd
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped. For etcd and helper
+/// processes only: postgres is stopped with its own shutdown modes (see [`Postgres`]).
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+    pub fn signal(&self, sig: Signal) {
+        let _ = kill(self.pid(), sig);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A single-member etcd on free loopback ports, data in a temp dir.
+pub struct Etcd {
+    pub proc: Proc,
+    /// `127.0.0.1:PORT` of the client listener.
+    pub endpoint: String,
+    pub client_url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let etcd = require_bin("etcd");
+        let dir = tempfile::Builder::new()
+            .prefix("manning-etcd-")
+            .tempdir()
+            .expect("temp dir");
+        let client_port = free_port();
+        let peer_port = free_port();
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
+        let child = Command::new(etcd)
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=test={peer_url}"))
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        let etcd = Etcd {
+            proc: Proc {
+                child,
+                name: "etcd".into(),
+            },
+            endpoint: format!("127.0.0.1:{client_port}"),
+            client_url,
+            dir,
+        };
+        let ep = etcd.endpoint.clone();
+        wait_for("etcd /health", Duration::from_secs(30), || {
+            http_get(&ep, "/health")
+                .ok()
+                .filter(|(status, body)| *status == 200 && body.contains("true"))
+        });
+        etcd
+    }
+
+    /// Freeze etcd (SIGSTOP): connections stay open but nothing answers.
+    pub fn freeze(&self) {
+        self.proc.signal(Signal::SIGSTOP);
+    }
+
+    /// Resume a frozen etcd (SIGCONT).
+    pub fn thaw(&self) {
+        self.proc.signal(Signal::SIGCONT);
+    }
+
+    /// Run `etcdctl` against this etcd and return its stdout.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new(require_bin("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.client_url))
+            .args(args)
+            .output()
+            .expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The value of one key, or None.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let out = self.ctl(&["get", "--print-value-only", key]);
+        if out.is_empty() {
+            None
+        } else {
+            Some(out.strip_suffix('\n').unwrap_or(&out).to_string())
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        // A frozen process does not die of SIGKILL until continued on some kernels' views
+        // of job control; continue it first so the drop never leaves a stopped etcd behind.
+        self.thaw();
+    }
+}
+
+/// A plain PostgreSQL 15 server for data-plane tests (no manning involved): initdb with
+/// trust authentication, listening on 127.0.0.1:`port` and a UNIX socket in its temp dir.
+pub struct Postgres {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let dir = postgres_tempdir();
+        let data = dir.path().join("data");
+        let port = free_port();
+        let out = as_postgres(
+            Command::new(require_bin("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]),
+        )
+        .output()
+        .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = std::fs::File::create(dir.path().join("postgres.log")).expect("pg log");
+        if nix::unistd::geteuid().is_root() {
+            let u = postgres_user();
+            let _ = nix::unistd::chown(&dir.path().join("postgres.log"), Some(u.uid), Some(u.gid));
+        }
+        let child = as_postgres(
+            Command::new(require_bin("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-c")
+                .arg(format!("port={port}"))
+                .arg("-c")
+                .arg("listen_addresses=127.0.0.1")
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", dir.path().display()))
+                .arg("-c")
+                .arg("fsync=off")
+                .arg("-c")
+                .arg("max_connections=300"),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn postgres");
+        let pg = Postgres {
+            proc: Proc {
+                child,
+                name: "postgres".into(),
+            },
+            port,
+            dir,
+        };
+        let sockdir = pg.dir.path().to_path_buf();
+        wait_for(
+            "postgres to accept connections",
+            Duration::from_secs(60),
+            || {
+                Command::new(require_bin("pg_isready"))
+                    .arg("-h")
+                    .arg(&sockdir)
+                    .arg("-p")
+                    .arg(port.to_string())
+                    .stdout(Stdio::null())
+                    .status()
+                    .ok()
+                    .filter(|s| s.success())
+            },
+        );
+        pg
+    }
+
+    /// The UNIX socket directory.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run one SQL statement through psql over TCP at `host:port` and return its output.
+    pub fn psql_at(host: &str, port: u16, sql: &str) -> Result<String, String> {
+        let out = Command::new(require_bin("psql"))
+            .args([
+                "-X", "-A", "-t", "-U", "postgres", "-d", "postgres", "-h", host,
+            ])
+            .args(["-p", &port.to_string(), "-c", sql])
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Fast shutdown (SIGINT), postgres' own mode; then reap.
+        self.proc.signal(Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.proc.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.proc.signal(Signal::SIGQUIT);
+        let _ = self.proc.child.wait();
+    }
+}
+
+/// Minimal HTTP/1.0 GET for probing test servers: returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path)
+}
+
+/// Minimal HTTP/1.0 request with an empty body: returns (status, body).
+pub fn http_request(addr: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, buf.clone()))?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
