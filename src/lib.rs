@@ -8,10 +8,12 @@
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`init`]: PID-1 duties and `socket-dir`.
+//! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod cli;
 pub mod error;
 pub mod init;
 pub mod logging;
+pub mod net;
 pub mod signals;

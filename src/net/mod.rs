@@ -1,0 +1,17 @@
+//! Networking shared by the data-plane roles (`forward`, `proxy`) and the supervisor's REST
+//! API: endpoints that are TCP or UNIX, listeners for both, and the byte pump that joins a
+//! client to a server.
+//!
+//! - [`endpoint`]: `Endpoint` (`tcp://host:port` or `unix:///path`) and its parsing.
+//! - [`listener`]: bind and accept on either kind; UNIX socket files handled safely.
+//! - [`stream`]: `Stream`, one type for an accepted or connected TCP or UNIX stream.
+//! - [`pump`]: copy bytes both ways until both directions are done, carrying half-close.
+
+pub mod endpoint;
+pub mod listener;
+pub mod pump;
+pub mod stream;
+
+pub use endpoint::Endpoint;
+pub use listener::Listener;
+pub use stream::Stream;
