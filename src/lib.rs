@@ -7,12 +7,14 @@
 //! - [`cli`]: the command line and the dispatch to a role.
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
+//! - [`ha`]: the observe → decide → act loop; `decide` is pure.
 //! - [`init`]: PID-1 duties and `socket-dir`.
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod cli;
 pub mod error;
+pub mod ha;
 pub mod init;
 pub mod logging;
 pub mod net;

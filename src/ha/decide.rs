@@ -1,0 +1,778 @@
+//! The HA decision: a pure function from an observed state to a plan.
+//!
+//! Patroni's `Ha._run_cycle` mixes reading state, deciding and acting in one long method.
+//! Here the three are apart: the supervisor's shell observes (etcd, postgres, the clock),
+//! [`decide`] chooses, and the shell executes the returned [`Plan`] in order, stopping at the
+//! first action that fails (a lost lock race, say), so a later action never runs on a false
+//! premise. The next cycle observes again and decides afresh.
+//!
+//! Safety rules encoded here (DESIGN.md, invariant 1):
+//! - postgres runs as a primary only while we hold the leader lock: the lock is taken before
+//!   a start as primary or a promotion, and a primary that sees another member's lock demotes;
+//! - a primary that cannot renew its lock keeps serving only until its *fence deadline*,
+//!   `last renewal sent + ttl − fence_margin`, and is stopped (immediate mode) when that
+//!   passes, so it has stopped taking writes before etcd could hand the lock to anyone else.
+//!   Patroni demotes after `loop_wait + retry_timeout` of DCS trouble; waiting for the real
+//!   deadline rides out short etcd outages without giving up safety.
+
+use std::time::{Duration, Instant};
+
+/// Timing and policy knobs the decision needs (from the effective dynamic configuration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Lease TTL of the leader lock.
+    pub ttl: Duration,
+    /// Safety margin subtracted from the lease TTL for the fence deadline (≥ 2 s).
+    pub fence_margin: Duration,
+    /// How long a primary that holds the lock may take to start before we give it up.
+    pub primary_start_timeout: Duration,
+    /// The `nofailover` tag: never take the lock, never bootstrap.
+    pub nofailover: bool,
+    /// Maintenance mode (`pause: true` in the dynamic config): never start, stop, promote or
+    /// demote postgres; only keep or take the lock for a running primary.
+    pub paused: bool,
+}
+
+/// What etcd said this cycle (absent when etcd could not be read).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    /// Value of the `initialize` key: `None` when absent, `Some("")` while a bootstrap is
+    /// in progress, else the system identifier.
+    pub initialize: Option<String>,
+    /// Holder of the `leader` key.
+    pub leader: Option<String>,
+    /// Whether the `config` key holds a valid dynamic configuration.
+    pub has_config: bool,
+}
+
+/// State of the local data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// Missing or empty: nothing to start.
+    Empty,
+    /// An initialised cluster.
+    Initialized {
+        /// Database system identifier from `pg_controldata`.
+        sysid: String,
+        /// The cluster was last a primary (no `standby.signal`), so it may start as one
+        /// directly when we hold the lock, without a promotion.
+        was_primary: bool,
+    },
+}
+
+/// What the local postgres is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Postgres {
+    /// Not running (never started, stopped cleanly, or stopped by us).
+    Stopped,
+    /// The postmaster died without being asked to.
+    Crashed,
+    /// Started, not yet accepting connections.
+    Starting { as_primary: bool, since: Instant },
+    /// Accepting connections.
+    Running { primary: bool },
+}
+
+/// A long operation running in the background; while it runs, the loop only keeps the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    Bootstrapping,
+    Stopping,
+    Promoting,
+}
+
+impl std::fmt::Display for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Activity::Bootstrapping => "bootstrap",
+            Activity::Stopping => "stop",
+            Activity::Promoting => "promotion",
+        })
+    }
+}
+
+/// What we know about our own hold on the leader lock, independent of this cycle's read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lock {
+    /// When the last *successful* renewal (lease keepalive) or acquisition was sent.
+    /// `None` when we do not hold the lock.
+    pub renewed_sent_at: Option<Instant>,
+}
+
+impl Lock {
+    /// Whether we believe we hold the lock.
+    pub fn held(&self) -> bool {
+        self.renewed_sent_at.is_some()
+    }
+}
+
+/// Everything one decision looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub now: Instant,
+    /// Our member name.
+    pub me: String,
+    pub settings: Settings,
+    /// `None` when etcd could not be read this cycle.
+    pub cluster: Option<ClusterView>,
+    pub lock: Lock,
+    pub data: DataDir,
+    pub postgres: Postgres,
+    pub activity: Option<Activity>,
+}
+
+/// Role to start postgres in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAs {
+    Primary,
+    /// Read-only standby (`standby.signal`), following `leader` when there is one.
+    Replica,
+}
+
+/// One step of a plan. The shell executes them in order and stops at the first failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Renew our lock (lease keepalive; re-attach the leader key if its lease changed).
+    /// Fails when the lock is lost or etcd is unreachable.
+    KeepLock,
+    /// Take the free lock (create the leader key if absent). Fails when someone else won.
+    AcquireLock,
+    /// Race for `initialize`; if won, initdb and set up a new cluster, write `initialize`,
+    /// `config` and take the lock. Fails (and rolls back) on any error.
+    Bootstrap,
+    /// Write our system identifier into `initialize` (adopting an existing data dir).
+    WriteInitialize,
+    /// Write the dynamic configuration (from `bootstrap.dcs`) into the empty `config` key.
+    WriteConfig,
+    StartPostgres(StartAs),
+    /// Promote the running standby to primary.
+    Promote,
+    /// Stop postgres in immediate mode and start it again read-only: we are primary without
+    /// the lock (another member holds it, or ours is about to expire).
+    Demote,
+    /// Immediate stop because the fence deadline passed while etcd was unreachable.
+    Fence,
+    /// Stop postgres (immediate) and release the lock: a primary that failed to start in
+    /// `primary_start_timeout` gives the cluster a chance to fail over.
+    GiveUpLock,
+    /// Unrecoverable: stop postgres if running and exit the supervisor with this message.
+    Fatal(String),
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// What we are and why we act, one sentence; logged when it changes between cycles.
+    pub message: String,
+}
+
+impl Plan {
+    fn new(actions: Vec<Action>, message: impl Into<String>) -> Plan {
+        Plan {
+            actions,
+            message: message.into(),
+        }
+    }
+    fn wait(message: impl Into<String>) -> Plan {
+        Plan::new(Vec::new(), message)
+    }
+}
+
+/// The instant by which a primary must have stopped taking writes if its lock is not
+/// renewed: `renewal sent + ttl − margin`. `None` when we do not hold the lock.
+pub fn fence_deadline(lock: &Lock, s: &Settings) -> Option<Instant> {
+    lock.renewed_sent_at
+        .map(|t| t + s.ttl.saturating_sub(s.fence_margin))
+}
+
+/// A system identifier is valid when it is all digits and at least 10 long (Patroni's rule).
+pub fn valid_sysid(s: &str) -> bool {
+    s.len() >= 10 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Decide what to do this cycle.
+pub fn decide(o: &Observation) -> Plan {
+    let s = &o.settings;
+    let running_primary = matches!(o.postgres, Postgres::Running { primary: true })
+        || matches!(
+            o.postgres,
+            Postgres::Starting {
+                as_primary: true,
+                ..
+            }
+        );
+
+    // The fence deadline is checked first and regardless of anything else: nothing may
+    // keep a primary taking writes past it.
+    if running_primary && o.lock.held() && !s.paused {
+        if let Some(deadline) = fence_deadline(&o.lock, s) {
+            if o.now >= deadline && o.cluster.is_none() {
+                return Plan::new(
+                    vec![Action::Fence],
+                    "lock not renewed and its lease may expire soon (fence deadline passed, \
+                     etcd unreachable): stopping postgres in immediate mode to stop writes",
+                );
+            }
+        }
+    }
+
+    // etcd unreachable: keep doing what we do; a primary keeps its writes until the deadline.
+    let Some(c) = &o.cluster else {
+        return match (running_primary, fence_deadline(&o.lock, s)) {
+            (true, Some(deadline)) => {
+                let left = deadline.saturating_duration_since(o.now);
+                Plan::wait(format!(
+                    "etcd unreachable; still primary, writes allowed for {:.1} s more until \
+                     the fence deadline",
+                    left.as_secs_f64()
+                ))
+            }
+            (true, None) if !s.paused => Plan::new(
+                vec![Action::Fence],
+                "etcd unreachable and running as primary without a renewed lock: stopping writes",
+            ),
+            _ if matches!(o.postgres, Postgres::Stopped | Postgres::Crashed)
+                && !s.paused
+                && matches!(o.data, DataDir::Initialized { .. }) =>
+            {
+                Plan::new(
+                    vec![Action::StartPostgres(StartAs::Replica)],
+                    "etcd unreachable: starting postgres read-only until the cluster can be seen",
+                )
+            }
+            _ => Plan::wait("etcd unreachable; not primary, nothing to do"),
+        };
+    };
+
+    let leader_is_me = c.leader.as_deref() == Some(o.me.as_str());
+    let leader_other = c.leader.as_deref().filter(|l| *l != o.me);
+
+    // A long operation is running: only keep the lock meanwhile.
+    if let Some(activity) = o.activity {
+        return if leader_is_me {
+            Plan::new(
+                vec![Action::KeepLock],
+                format!("{activity} in progress; keeping the leader lock"),
+            )
+        } else {
+            Plan::wait(format!("{activity} in progress"))
+        };
+    }
+
+    // No data yet: bootstrap a new cluster, or wait for the one being bootstrapped.
+    let (sysid, was_primary) = match &o.data {
+        DataDir::Empty => {
+            return match (&c.initialize, &c.leader) {
+                (None, None) if s.nofailover => {
+                    Plan::wait("no cluster in etcd, but the nofailover tag forbids bootstrapping")
+                }
+                (None, None) => Plan::new(
+                    vec![Action::Bootstrap],
+                    "no cluster in etcd and an empty data directory: bootstrapping a new cluster",
+                ),
+                (Some(v), None) if v.is_empty() => {
+                    Plan::wait("another member is bootstrapping the cluster; waiting")
+                }
+                _ => Plan::wait(
+                    "the cluster exists and this member has no data; waiting (building a \
+                     replica is not supported yet)",
+                ),
+            };
+        }
+        DataDir::Initialized { sysid, was_primary } => (sysid, *was_primary),
+    };
+
+    // The data directory must belong to the cluster in etcd.
+    if let Some(init) = c.initialize.as_deref().filter(|v| valid_sysid(v)) {
+        if init != sysid {
+            return Plan::new(
+                vec![Action::Fatal(format!(
+                    "system ID mismatch: the data directory belongs to cluster {sysid} but \
+                     etcd's initialize key says {init}; refusing to start (move the data \
+                     directory aside or fix the scope/namespace)"
+                ))],
+                "system identifier mismatch",
+            );
+        }
+    }
+    let adopt = c.initialize.as_deref().is_none_or(|v| !valid_sysid(v));
+
+    // Maintenance mode: never touch postgres; keep the lock of a running primary.
+    if s.paused {
+        return match (running_primary, leader_is_me, c.leader.is_none()) {
+            (true, true, _) => Plan::new(vec![Action::KeepLock], "paused; primary keeps the lock"),
+            (true, false, true) => Plan::new(
+                vec![Action::AcquireLock],
+                "paused; running primary takes the free lock",
+            ),
+            _ => Plan::wait("paused (maintenance mode): not managing postgres"),
+        };
+    }
+
+    let mut leader_extras = Vec::new();
+    if adopt {
+        leader_extras.push(Action::WriteInitialize);
+    }
+    if !c.has_config {
+        leader_extras.push(Action::WriteConfig);
+    }
+
+    match o.postgres {
+        Postgres::Stopped | Postgres::Crashed => {
+            let why = if o.postgres == Postgres::Crashed {
+                "postgres crashed"
+            } else {
+                "postgres is not running"
+            };
+            if leader_is_me {
+                let mut actions = vec![Action::KeepLock];
+                actions.extend(leader_extras);
+                actions.push(Action::StartPostgres(StartAs::Primary));
+                Plan::new(
+                    actions,
+                    format!("{why} and I hold the leader lock: starting it as primary"),
+                )
+            } else if let Some(other) = leader_other {
+                Plan::new(
+                    vec![Action::StartPostgres(StartAs::Replica)],
+                    format!("{why}; {other} holds the leader lock: starting as a replica"),
+                )
+            } else if s.nofailover {
+                Plan::new(
+                    vec![Action::StartPostgres(StartAs::Replica)],
+                    format!("{why}; no leader, but the nofailover tag forbids taking the lock"),
+                )
+            } else if was_primary {
+                let mut actions = vec![Action::AcquireLock];
+                actions.extend(leader_extras);
+                actions.push(Action::StartPostgres(StartAs::Primary));
+                Plan::new(
+                    actions,
+                    format!("{why} and the lock is free: taking it and starting as primary"),
+                )
+            } else {
+                Plan::new(
+                    vec![Action::StartPostgres(StartAs::Replica)],
+                    format!("{why}; starting as a replica before racing for the free lock"),
+                )
+            }
+        }
+        Postgres::Starting { as_primary, since } => {
+            if as_primary && leader_is_me {
+                if o.now.saturating_duration_since(since) > s.primary_start_timeout {
+                    Plan::new(
+                        vec![Action::GiveUpLock],
+                        format!(
+                            "primary did not start within primary_start_timeout ({} s): \
+                             stopping it and releasing the lock",
+                            s.primary_start_timeout.as_secs()
+                        ),
+                    )
+                } else {
+                    Plan::new(
+                        vec![Action::KeepLock],
+                        "postgres is starting as primary; keeping the leader lock",
+                    )
+                }
+            } else if as_primary {
+                // Started as primary but the lock is not ours (lost while starting).
+                Plan::new(
+                    vec![Action::Demote],
+                    "postgres is starting as primary without the leader lock: demoting",
+                )
+            } else {
+                Plan::wait("postgres is starting as a replica")
+            }
+        }
+        Postgres::Running { primary: true } => {
+            if leader_is_me {
+                let mut actions = vec![Action::KeepLock];
+                actions.extend(leader_extras);
+                Plan::new(actions, "I am the leader with the lock")
+            } else if let Some(other) = leader_other {
+                Plan::new(
+                    vec![Action::Demote],
+                    format!("{other} holds the leader lock while I run as primary: demoting"),
+                )
+            } else if s.nofailover {
+                Plan::new(
+                    vec![Action::Demote],
+                    "running as primary without the lock and the nofailover tag forbids \
+                     taking it: demoting",
+                )
+            } else {
+                let mut actions = vec![Action::AcquireLock];
+                actions.extend(leader_extras);
+                Plan::new(
+                    actions,
+                    "the leader lock is free and I run as primary: taking it",
+                )
+            }
+        }
+        Postgres::Running { primary: false } => {
+            if leader_is_me {
+                Plan::new(
+                    vec![Action::KeepLock, Action::Promote],
+                    "I hold the leader lock and run as a replica: promoting",
+                )
+            } else if let Some(other) = leader_other {
+                Plan::wait(format!("a replica, following the leader {other}"))
+            } else if s.nofailover {
+                Plan::wait("no leader, and the nofailover tag forbids taking the lock")
+            } else {
+                let mut actions = vec![Action::AcquireLock];
+                actions.extend(leader_extras);
+                actions.push(Action::Promote);
+                Plan::new(actions, "the leader lock is free: taking it and promoting")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYSID: &str = "7300000000000000001";
+
+    fn settings() -> Settings {
+        Settings {
+            ttl: Duration::from_secs(20),
+            fence_margin: Duration::from_secs(3),
+            primary_start_timeout: Duration::from_secs(300),
+            nofailover: false,
+            paused: false,
+        }
+    }
+
+    fn cluster(leader: Option<&str>) -> ClusterView {
+        ClusterView {
+            initialize: Some(SYSID.into()),
+            leader: leader.map(str::to_string),
+            has_config: true,
+        }
+    }
+
+    /// A healthy leader: running primary, lock held and renewed just now.
+    fn leader_obs() -> Observation {
+        let now = Instant::now();
+        Observation {
+            now,
+            me: "m1".into(),
+            settings: settings(),
+            cluster: Some(cluster(Some("m1"))),
+            lock: Lock {
+                renewed_sent_at: Some(now),
+            },
+            data: DataDir::Initialized {
+                sysid: SYSID.into(),
+                was_primary: true,
+            },
+            postgres: Postgres::Running { primary: true },
+            activity: None,
+        }
+    }
+
+    #[test]
+    fn healthy_leader_keeps_the_lock() {
+        let p = decide(&leader_obs());
+        assert_eq!(p.actions, vec![Action::KeepLock]);
+        assert_eq!(p.message, "I am the leader with the lock");
+    }
+
+    #[test]
+    fn leader_writes_missing_initialize_and_config() {
+        let mut o = leader_obs();
+        o.cluster = Some(ClusterView {
+            initialize: None,
+            leader: Some("m1".into()),
+            has_config: false,
+        });
+        assert_eq!(
+            decide(&o).actions,
+            vec![
+                Action::KeepLock,
+                Action::WriteInitialize,
+                Action::WriteConfig
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_cluster_bootstraps() {
+        let mut o = leader_obs();
+        o.cluster = Some(ClusterView::default());
+        o.data = DataDir::Empty;
+        o.postgres = Postgres::Stopped;
+        o.lock = Lock::default();
+        assert_eq!(decide(&o).actions, vec![Action::Bootstrap]);
+    }
+
+    #[test]
+    fn nofailover_never_bootstraps() {
+        let mut o = leader_obs();
+        o.cluster = Some(ClusterView::default());
+        o.data = DataDir::Empty;
+        o.postgres = Postgres::Stopped;
+        o.settings.nofailover = true;
+        assert!(decide(&o).actions.is_empty());
+    }
+
+    #[test]
+    fn someone_else_bootstrapping_means_wait() {
+        let mut o = leader_obs();
+        o.cluster = Some(ClusterView {
+            initialize: Some(String::new()),
+            leader: None,
+            has_config: false,
+        });
+        o.data = DataDir::Empty;
+        o.postgres = Postgres::Stopped;
+        let p = decide(&o);
+        assert!(p.actions.is_empty());
+        assert!(p.message.contains("another member is bootstrapping"));
+    }
+
+    #[test]
+    fn existing_cluster_and_empty_data_waits() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(Some("m2")));
+        o.data = DataDir::Empty;
+        o.postgres = Postgres::Stopped;
+        o.lock = Lock::default();
+        assert!(decide(&o).actions.is_empty());
+    }
+
+    #[test]
+    fn sysid_mismatch_is_fatal() {
+        let mut o = leader_obs();
+        o.cluster = Some(ClusterView {
+            initialize: Some("7399999999999999999".into()),
+            ..cluster(Some("m1"))
+        });
+        let p = decide(&o);
+        assert!(matches!(&p.actions[..], [Action::Fatal(m)] if m.contains("system ID mismatch")));
+    }
+
+    #[test]
+    fn crashed_postgres_with_lock_restarts_as_primary() {
+        let mut o = leader_obs();
+        o.postgres = Postgres::Crashed;
+        let p = decide(&o);
+        assert_eq!(
+            p.actions,
+            vec![Action::KeepLock, Action::StartPostgres(StartAs::Primary)]
+        );
+        assert!(p.message.contains("crashed"));
+    }
+
+    #[test]
+    fn stopped_former_primary_takes_free_lock_before_starting() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(None));
+        o.postgres = Postgres::Stopped;
+        o.lock = Lock::default();
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::AcquireLock, Action::StartPostgres(StartAs::Primary)]
+        );
+    }
+
+    #[test]
+    fn stopped_former_replica_starts_read_only_first() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(None));
+        o.postgres = Postgres::Stopped;
+        o.lock = Lock::default();
+        o.data = DataDir::Initialized {
+            sysid: SYSID.into(),
+            was_primary: false,
+        };
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::StartPostgres(StartAs::Replica)]
+        );
+    }
+
+    #[test]
+    fn stopped_with_another_leader_starts_as_replica() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(Some("m2")));
+        o.postgres = Postgres::Stopped;
+        o.lock = Lock::default();
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::StartPostgres(StartAs::Replica)]
+        );
+    }
+
+    #[test]
+    fn primary_seeing_another_leader_demotes() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(Some("m2")));
+        let p = decide(&o);
+        assert_eq!(p.actions, vec![Action::Demote]);
+        assert!(p.message.contains("m2 holds the leader lock"));
+    }
+
+    #[test]
+    fn primary_with_free_lock_takes_it() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(None));
+        assert_eq!(decide(&o).actions, vec![Action::AcquireLock]);
+    }
+
+    #[test]
+    fn primary_with_nofailover_and_free_lock_demotes() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(None));
+        o.settings.nofailover = true;
+        assert_eq!(decide(&o).actions, vec![Action::Demote]);
+    }
+
+    #[test]
+    fn replica_with_free_lock_races_and_promotes() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(None));
+        o.postgres = Postgres::Running { primary: false };
+        o.lock = Lock::default();
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::AcquireLock, Action::Promote]
+        );
+    }
+
+    #[test]
+    fn replica_holding_the_lock_promotes() {
+        let mut o = leader_obs();
+        o.postgres = Postgres::Running { primary: false };
+        assert_eq!(decide(&o).actions, vec![Action::KeepLock, Action::Promote]);
+    }
+
+    #[test]
+    fn replica_follows_other_leader() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(Some("m2")));
+        o.postgres = Postgres::Running { primary: false };
+        o.lock = Lock::default();
+        let p = decide(&o);
+        assert!(p.actions.is_empty());
+        assert!(p.message.contains("following the leader m2"));
+    }
+
+    #[test]
+    fn etcd_outage_before_deadline_keeps_primary() {
+        let mut o = leader_obs();
+        o.cluster = None;
+        o.now += Duration::from_secs(10);
+        let p = decide(&o);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert!(p.message.contains("7.0 s more"), "{}", p.message);
+    }
+
+    #[test]
+    fn etcd_outage_past_deadline_fences() {
+        let mut o = leader_obs();
+        o.cluster = None;
+        // ttl 20 − margin 3 = 17 s after the last renewal was sent.
+        o.now += Duration::from_secs(17);
+        assert_eq!(decide(&o).actions, vec![Action::Fence]);
+    }
+
+    #[test]
+    fn fence_deadline_is_renewal_plus_ttl_minus_margin() {
+        let o = leader_obs();
+        let sent = o.lock.renewed_sent_at.unwrap();
+        assert_eq!(
+            fence_deadline(&o.lock, &o.settings),
+            Some(sent + Duration::from_secs(17))
+        );
+        assert_eq!(fence_deadline(&Lock::default(), &o.settings), None);
+    }
+
+    #[test]
+    fn etcd_outage_for_a_primary_without_lock_fences_at_once() {
+        let mut o = leader_obs();
+        o.cluster = None;
+        o.lock = Lock::default();
+        assert_eq!(decide(&o).actions, vec![Action::Fence]);
+    }
+
+    #[test]
+    fn etcd_outage_after_fence_restarts_read_only() {
+        let mut o = leader_obs();
+        o.cluster = None;
+        o.lock = Lock::default();
+        o.postgres = Postgres::Stopped;
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::StartPostgres(StartAs::Replica)]
+        );
+    }
+
+    #[test]
+    fn etcd_outage_for_a_replica_does_nothing() {
+        let mut o = leader_obs();
+        o.cluster = None;
+        o.lock = Lock::default();
+        o.postgres = Postgres::Running { primary: false };
+        assert!(decide(&o).actions.is_empty());
+    }
+
+    #[test]
+    fn activity_in_progress_only_keeps_the_lock() {
+        let mut o = leader_obs();
+        o.activity = Some(Activity::Stopping);
+        assert_eq!(decide(&o).actions, vec![Action::KeepLock]);
+        o.cluster = Some(cluster(Some("m2")));
+        assert!(decide(&o).actions.is_empty());
+    }
+
+    #[test]
+    fn starting_primary_keeps_lock_then_gives_up_after_timeout() {
+        let mut o = leader_obs();
+        o.postgres = Postgres::Starting {
+            as_primary: true,
+            since: o.now,
+        };
+        assert_eq!(decide(&o).actions, vec![Action::KeepLock]);
+        o.now += Duration::from_secs(301);
+        o.lock.renewed_sent_at = Some(o.now);
+        assert_eq!(decide(&o).actions, vec![Action::GiveUpLock]);
+    }
+
+    #[test]
+    fn starting_primary_without_lock_demotes() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(Some("m2")));
+        o.postgres = Postgres::Starting {
+            as_primary: true,
+            since: o.now,
+        };
+        assert_eq!(decide(&o).actions, vec![Action::Demote]);
+    }
+
+    #[test]
+    fn paused_cluster_never_touches_postgres() {
+        let mut o = leader_obs();
+        o.settings.paused = true;
+        assert_eq!(decide(&o).actions, vec![Action::KeepLock]);
+        o.postgres = Postgres::Crashed;
+        assert!(decide(&o).actions.is_empty());
+        // Even past the fence deadline with etcd down, a paused primary is left alone.
+        let mut o = leader_obs();
+        o.settings.paused = true;
+        o.cluster = None;
+        o.now += Duration::from_secs(60);
+        assert!(decide(&o).actions.is_empty());
+    }
+
+    #[test]
+    fn sysid_validity() {
+        assert!(valid_sysid(SYSID));
+        assert!(!valid_sysid(""));
+        assert!(!valid_sysid("123"));
+        assert!(!valid_sysid("73000000000000000x1"));
+    }
+}
