@@ -657,6 +657,39 @@ mod tests {
         assert!(matches!(r.body, Some(Body::Plain(ref t)) if t.contains("patroni_primary{")));
     }
 
+    /// Arbitrary request lines never panic any parser or decision on the read path.
+    #[test]
+    fn arbitrary_paths_and_queries_never_panic() {
+        let now = Instant::now();
+        let s = docs_replica(now);
+        let alphabet: Vec<char> = "/?&=%+-_.:0123456789abcdefxXkMGTBEe €\u{0}\"'tag_lagmode"
+            .chars()
+            .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..10_000 {
+            let len = (next() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let (path, q) = text.split_once('?').unwrap_or((&text, ""));
+            let query = Query::parse(q);
+            for m in [ReadMethod::Get, ReadMethod::Head] {
+                let r = evaluate(m, path, &query, &s, now);
+                assert!(r.status == 200 || r.status == 502 || r.status == 503);
+            }
+            let _ = parse_int(&text, BaseUnit::Bytes);
+            let _ = parse_int(&text, BaseUnit::Seconds);
+            let _ = crate::api::time::Timestamp::parse(&text);
+            let _ = crate::api::control::postgres_version_to_int(&text);
+        }
+    }
+
     #[test]
     fn first_segment_routing() {
         assert_eq!(first_segment("/"), "");
