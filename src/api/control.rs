@@ -315,23 +315,27 @@ fn parse_schedule(value: &Value, action: &str, now: SystemTime) -> Result<Timest
     }
 }
 
-/// Patroni's `postgres_version_to_int`: `X.Y` (X ≥ 10) or `X.Y.Z` to `server_version_num`.
-pub fn postgres_version_to_int(v: &str) -> Option<u32> {
+/// Patroni's `postgres_version_to_int`: `X.Y` (X ≥ 10) or `X.Y.Z` to `server_version_num`,
+/// or Patroni's message for a bad value.
+pub fn postgres_version_to_int(v: &str) -> Result<u32, String> {
     let parts: Vec<u32> = v
         .split('.')
         .map(|p| p.trim().parse::<u32>().ok())
-        .collect::<Option<_>>()?;
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("Invalid PostgreSQL version: {v}"))?;
+    let format_error =
+        || format!("Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: {v}");
     let parts = match parts.as_slice() {
-        [major, minor] if *major >= 10 => vec![*major, 0, *minor],
-        [a, b, c] => vec![*a, *b, *c],
-        _ => return None,
+        [major, minor] if *major >= 10 => [*major, 0, *minor],
+        [a, b, c] => [*a, *b, *c],
+        _ => return Err(format_error()),
     };
     parts
         .iter()
         .map(|p| format!("{p:02}"))
         .collect::<String>()
         .parse()
-        .ok()
+        .map_err(|_| format_error())
 }
 
 /// Python truthiness of a JSON value.
@@ -435,18 +439,11 @@ fn prepare_restart(
             "postgres_version" => {
                 let text = json_scalar_text(v).unwrap_or_default();
                 match postgres_version_to_int(&text) {
-                    Some(n) => {
+                    Ok(n) => {
                         out.postgres_version = Some(n);
                         out.postgres_version_text = Some(text);
                     }
-                    None => {
-                        return Err(Reply::text(
-                            400,
-                            format!(
-                                "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: {text}"
-                            ),
-                        ));
-                    }
+                    Err(msg) => return Err(Reply::text(400, msg)),
                 }
             }
             "timeout" => {
@@ -1005,7 +1002,7 @@ mod tests {
             (
                 r#"{"postgres_version":"a.b.c"}"#,
                 400,
-                "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: a.b.c",
+                "Invalid PostgreSQL version: a.b.c",
             ),
             (
                 r#"{"timeout":0}"#,
@@ -1073,12 +1070,21 @@ mod tests {
 
     #[test]
     fn postgres_versions() {
-        assert_eq!(postgres_version_to_int("9.5.3"), Some(90_503));
-        assert_eq!(postgres_version_to_int("10.1"), Some(100_001));
-        assert_eq!(postgres_version_to_int("15.4"), Some(150_004));
-        assert_eq!(postgres_version_to_int("10"), None);
-        assert_eq!(postgres_version_to_int("9.6"), None);
-        assert_eq!(postgres_version_to_int("1.2.3.4"), None);
+        assert_eq!(postgres_version_to_int("9.5.3"), Ok(90_503));
+        assert_eq!(postgres_version_to_int("10.1"), Ok(100_001));
+        assert_eq!(postgres_version_to_int("15.4"), Ok(150_004));
+        for bad in ["10", "9.6", "1.2.3.4"] {
+            assert_eq!(
+                postgres_version_to_int(bad),
+                Err(format!(
+                    "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: {bad}"
+                ))
+            );
+        }
+        assert_eq!(
+            postgres_version_to_int("15.x"),
+            Err("Invalid PostgreSQL version: 15.x".into())
+        );
     }
 
     #[test]
