@@ -4,6 +4,7 @@
 //! alpine job that creates `/run/patroni`). Each role is a subcommand; see `ARCHITECTURE.md`
 //! for the map of modules and how data flows between them.
 //!
+//! - [`api`]: Patroni's REST API (health checks, status, control endpoints, metrics).
 //! - [`cli`]: the command line and the dispatch to a role.
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
@@ -12,6 +13,7 @@
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
+pub mod api;
 pub mod cli;
 pub mod error;
 pub mod ha;
