@@ -5,6 +5,7 @@
 //! for the map of modules and how data flows between them.
 //!
 //! - [`cli`]: the command line and the dispatch to a role.
+//! - [`dcs`]: Patroni's key layout and JSON in etcd v3; lease, leader lock, watch.
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`init`]: PID-1 duties and `socket-dir`.
@@ -12,6 +13,7 @@
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod cli;
+pub mod dcs;
 pub mod error;
 pub mod init;
 pub mod logging;
