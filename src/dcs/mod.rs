@@ -3,7 +3,16 @@
 //!
 //! - [`keys`]: where each key lives (`/<namespace>/<scope>/...`), pure.
 //! - [`model`]: the JSON values (member, failover, sync, status, history, config) and the
-//!   [`Cluster`](model::Cluster) snapshot built from key-values, pure and lenient.
+//!   [`Cluster`] snapshot built from key-values, pure and lenient.
+//! - [`settings`]: [`DcsSettings`] and its construction from Patroni's `etcd3` section.
 
 pub mod keys;
 pub mod model;
+pub mod settings;
+
+pub use keys::Keys;
+pub use model::{
+    Changes, Cluster, ClusterConfig, ClusterMember, Failover, History, HistoryEntry, Kv, Leader,
+    Member, Role, State, Status, SyncState, Warning,
+};
+pub use settings::{DcsSettings, Etcd3Section, SettingsError, TlsFiles, split_hosts};
