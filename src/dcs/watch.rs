@@ -81,7 +81,8 @@ fn publish(inner: &Inner, tx: &watch::Sender<Arc<Cluster>>, kvs: &BTreeMap<Strin
     tx.send_if_modified(|cur| {
         let mut same = (**cur).clone();
         same.revision = cluster.revision;
-        let changed = same != *cluster;
+        // The first snapshot is always news; later ones only when something changed.
+        let changed = cur.revision == 0 || same != *cluster;
         *cur = cluster.clone();
         changed
     });
@@ -109,8 +110,8 @@ async fn run(inner: Arc<Inner>, tx: watch::Sender<Arc<Cluster>>, synced: Arc<Ato
         failing = false;
         let mut kvs: BTreeMap<String, Kv> =
             list.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
-        publish(&inner, &tx, &kvs, revision);
         synced.store(true, Ordering::SeqCst);
+        publish(&inner, &tx, &kvs, revision);
         if first {
             tracing::debug!(revision, "cluster watch synced");
             first = false;

@@ -362,3 +362,28 @@ pub fn http_request(addr: &str, method: &str, path: &str) -> std::io::Result<(u1
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Where `make deps` installs Patroni from PyPI (used only to check compatibility with
+/// Patroni's own tools and code paths).
+pub const PATRONI_VENV: &str = "/opt/manning-test/patroni";
+
+fn patroni_venv_bin(name: &str) -> PathBuf {
+    let p = Path::new(PATRONI_VENV).join("bin").join(name);
+    if !p.is_file() {
+        panic!(
+            "this test needs Patroni's `{name}` ({}) and it is not installed: run `make deps`",
+            p.display()
+        );
+    }
+    p
+}
+
+/// Patroni's `patronictl` from the test venv.
+pub fn patronictl() -> PathBuf {
+    patroni_venv_bin("patronictl")
+}
+
+/// The test venv's python, with `patroni` importable.
+pub fn patroni_python() -> PathBuf {
+    patroni_venv_bin("python")
+}
