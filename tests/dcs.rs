@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use manning::dcs::{
-    Dcs, DcsError, DcsSettings, Failover, History, HistoryEntry, Member, Role, State, Status,
-    SyncState,
+    Dcs, DcsError, DcsSettings, Etcd3Section, Failover, History, HistoryEntry, Member, Role, State,
+    Status, SyncState,
 };
 use serde_json::json;
 use support::*;
@@ -612,4 +612,90 @@ async fn etcd_authentication_and_passwords_stay_secret() {
         !logs.contains("Pa55w0rd") && !logs.contains("wrong-Secret"),
         "{logs}"
     );
+}
+
+#[tokio::test]
+async fn a_frozen_member_of_a_three_member_cluster_is_skipped() {
+    let cluster = EtcdCluster::start(3);
+    let mut s = settings(&cluster.members[0], "n1", 20, 3);
+    s.endpoints = cluster.endpoints();
+    let d = Dcs::new(s).unwrap();
+    // The first endpoint answers, so it becomes the one tried first.
+    assert!(d.attempt_acquire_leader().await.unwrap());
+    cluster.members[0].freeze();
+    let start = Instant::now();
+    // If the frozen member was raft's leader the others elect a new one first; a call may
+    // then spend its whole budget, but the lock must be kept well within the lease's TTL.
+    let r = loop {
+        match d.update_leader().await {
+            Ok(r) => break r,
+            Err(DcsError::Unreachable { .. }) if start.elapsed() < Duration::from_secs(12) => {}
+            Err(e) => panic!("with one of three members frozen: {e}"),
+        }
+    };
+    eprintln!(
+        "with the first endpoint frozen the lock was kept after {:?} (retry_timeout 3 s)",
+        start.elapsed()
+    );
+    assert!(!r.regranted);
+    // From now on the live member that answered is tried first: no more waiting.
+    let start = Instant::now();
+    d.update_leader().await.expect("kept via a live member");
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(cluster.members[1].get(LEADER).as_deref(), Some("n1"));
+    cluster.members[0].thaw();
+}
+
+#[tokio::test]
+async fn tls_with_a_client_certificate() {
+    let t = TlsEtcd::start(true);
+    let section = Etcd3Section {
+        host: Some(t.etcd.endpoint.clone()),
+        protocol: Some("https".into()),
+        cacert: Some(t.cacert.clone()),
+        cert: Some(t.cert.clone()),
+        key: Some(t.key.clone()),
+        ..Default::default()
+    };
+    let make = |section: &Etcd3Section| {
+        DcsSettings::from_etcd3(
+            section,
+            Some("/manning"),
+            "enterprises",
+            "n1",
+            Duration::from_secs(30),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    };
+    let d = Dcs::new(make(&section)).unwrap();
+    assert!(d.attempt_acquire_leader().await.unwrap());
+    d.update_leader().await.unwrap();
+    let got = t.ctl(&["get", LEADER, "--print-value-only"]).unwrap();
+    assert_eq!(got.trim(), "n1");
+
+    // Without the client certificate etcd refuses us: an error within the budget.
+    let no_cert = Etcd3Section {
+        cert: None,
+        key: None,
+        ..section.clone()
+    };
+    let d = Dcs::new(make(&no_cert)).unwrap();
+    let start = Instant::now();
+    assert!(d.get_cluster().await.is_err());
+    assert!(start.elapsed() < Duration::from_millis(2600));
+
+    // A missing CA file is a settings error naming the file.
+    let missing = Etcd3Section {
+        cacert: Some("/nonexistent/ca.pem".into()),
+        ..section
+    };
+    match Dcs::new(make(&missing)) {
+        Err(DcsError::Settings(m)) => assert!(m.contains("/nonexistent/ca.pem"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -141,35 +141,59 @@ fn classify(e: &etcd_client::Error) -> Class {
     }
 }
 
-/// The bounded sequence of tries of one operation.
+/// The time budget of one public operation (which may make several requests): tries get
+/// `per_try` each, and after every `n` consecutive failures (a full round of endpoints)
+/// there is a short back-off, growing to 1 s.
 pub(crate) struct Budget {
     deadline: Instant,
     total: Duration,
     per_try: Duration,
     n: usize,
-    start: usize,
-    attempts: usize,
+    tries: usize,
+    failures: usize,
+    backed_off_at: usize,
     backoff: Duration,
 }
 
 impl Budget {
-    /// Next (endpoint index, timeout for this try), or `None` when the budget is spent.
-    async fn next(&mut self) -> Option<(usize, Duration)> {
-        if self.attempts > 0 && self.attempts % self.n == 0 {
+    fn new(total: Duration, endpoints: usize) -> Budget {
+        let n = endpoints.max(1);
+        Budget {
+            deadline: Instant::now() + total,
+            total,
+            // Patroni: the budget split across nodes, at least 1 s each (never above total).
+            per_try: (total / n as u32).max(Duration::from_secs(1)).min(total),
+            n,
+            tries: 0,
+            failures: 0,
+            backed_off_at: 0,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// The timeout for the next try, or `None` when the budget is spent. The very first try
+    /// always happens.
+    async fn next_try(&mut self) -> Option<Duration> {
+        if self.failures > 0 && self.failures % self.n == 0 && self.backed_off_at != self.failures {
+            self.backed_off_at = self.failures;
             let remaining = self.deadline.saturating_duration_since(Instant::now());
+            if remaining < Duration::from_millis(20) {
+                return None;
+            }
             sleep(self.backoff.min(remaining)).await;
             self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
         }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        if self.attempts > 0 && remaining < Duration::from_millis(20) {
+        if self.tries > 0 && remaining < Duration::from_millis(20) {
             return None;
         }
-        let idx = (self.start + self.attempts) % self.n;
-        self.attempts += 1;
-        Some((
-            idx,
-            self.per_try.min(remaining.max(Duration::from_millis(20))),
-        ))
+        self.tries += 1;
+        Some(self.per_try.min(remaining.max(Duration::from_millis(20))))
+    }
+
+    /// The last try failed (transport error or timeout).
+    fn failed(&mut self) {
+        self.failures += 1;
     }
 }
 
@@ -850,19 +874,7 @@ impl Kv {
 
 impl Inner {
     pub(crate) fn budget(&self) -> Budget {
-        let n = self.endpoints.len().max(1);
-        let total = self.settings.retry_timeout;
-        Budget {
-            deadline: Instant::now() + total,
-            total,
-            per_try: (total / n as u32)
-                .max(Duration::from_secs(1))
-                .min(total.max(Duration::from_millis(100))),
-            n,
-            start: self.current.load(Ordering::Relaxed) % n,
-            attempts: 0,
-            backoff: Duration::from_millis(100),
-        }
+        Budget::new(self.settings.retry_timeout, self.endpoints.len())
     }
 
     /// The client for endpoint `idx`, connecting (and authenticating) if needed.
@@ -892,6 +904,7 @@ impl Inner {
     }
 
     pub(crate) fn mark_ok(&self, idx: usize) {
+        tracing::trace!(endpoint = %self.endpoints[idx], "etcd answered");
         self.current.store(idx, Ordering::Relaxed);
         if !self.reachable.swap(true, Ordering::SeqCst) {
             tracing::info!(endpoint = %self.endpoints[idx], "etcd reachable again");
@@ -940,7 +953,11 @@ impl Inner {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let mut last = String::from("no try was possible");
-        while let Some((idx, t)) = budget.next().await {
+        let start = self.current_endpoint();
+        let mut k = 0;
+        while let Some(t) = budget.next_try().await {
+            let idx = (start + k) % self.endpoints.len();
+            k += 1;
             let attempt = async {
                 let client = self.client(idx).await?;
                 f(client).await
@@ -953,7 +970,9 @@ impl Inner {
                 Ok(Err(e)) => match classify(&e) {
                     Class::Retry => {
                         last = format!("{}: {e}", self.endpoints[idx]);
+                        tracing::debug!(op, "etcd try failed: {last}");
                         self.drop_client(idx);
+                        budget.failed();
                     }
                     Class::LeaseNotFound => {
                         self.mark_ok(idx);
@@ -976,7 +995,9 @@ impl Inner {
                 },
                 Err(_) => {
                     last = format!("{}: no answer within {t:?}", self.endpoints[idx]);
+                    tracing::debug!(op, "etcd try failed: {last}");
                     self.drop_client(idx);
+                    budget.failed();
                 }
             }
         }
@@ -1030,7 +1051,11 @@ impl Inner {
     ) -> Result<Renewal, DcsError> {
         let id = st.id.ok_or(DcsError::NoLease)?;
         let mut last = String::from("no try was possible");
-        while let Some((idx, t)) = budget.next().await {
+        let start = self.current_endpoint();
+        let mut k = 0;
+        while let Some(t) = budget.next_try().await {
+            let idx = (start + k) % self.endpoints.len();
+            k += 1;
             let sent_at = Instant::now();
             let attempt = keepalive_once(self, idx, id, st);
             match timeout(t, attempt).await {
@@ -1052,7 +1077,9 @@ impl Inner {
                         }
                         Class::Retry => {
                             last = format!("{}: {e}", self.endpoints[idx]);
+                            tracing::debug!("etcd keepalive try failed: {last}");
                             self.drop_client(idx);
+                            budget.failed();
                         }
                         Class::Auth => {
                             return Err(DcsError::Auth {
@@ -1071,7 +1098,9 @@ impl Inner {
                 Err(_) => {
                     st.stream = None;
                     last = format!("{}: no answer within {t:?}", self.endpoints[idx]);
+                    tracing::debug!("etcd keepalive try failed: {last}");
                     self.drop_client(idx);
+                    budget.failed();
                 }
             }
         }
@@ -1270,5 +1299,53 @@ async fn keepalive_once(
             });
             Ok(st.ttl)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_gives_each_endpoint_a_share_and_stops_at_the_deadline() {
+        // Three endpoints that never answer: three tries of total/3 each, then nothing.
+        let mut b = Budget::new(Duration::from_secs(10), 3);
+        let start = Instant::now();
+        let mut tries = 0;
+        while let Some(t) = b.next_try().await {
+            assert!(t <= Duration::from_millis(3334), "{t:?}");
+            tokio::time::advance(t).await;
+            b.failed();
+            tries += 1;
+        }
+        assert_eq!(tries, 3);
+        assert!(start.elapsed() <= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_backs_off_after_each_failed_round() {
+        // One endpoint that refuses at once: tries are spaced 0.1, 0.2, 0.4, 0.8, 1, 1 s...
+        let mut b = Budget::new(Duration::from_secs(3), 1);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        while let Some(t) = b.next_try().await {
+            assert!(t <= Duration::from_secs(3));
+            at.push(start.elapsed().as_millis());
+            b.failed();
+        }
+        assert_eq!(at, vec![0, 100, 300, 700, 1500, 2500]);
+        assert!(start.elapsed() <= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_shares_one_deadline_across_requests() {
+        // A short budget: tries never exceed it, and once spent no new request starts.
+        let mut b = Budget::new(Duration::from_millis(500), 2);
+        assert_eq!(b.next_try().await, Some(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(400)).await;
+        // A second request of the same operation gets what is left.
+        assert_eq!(b.next_try().await, Some(Duration::from_millis(100)));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(b.next_try().await, None);
     }
 }
