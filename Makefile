@@ -8,8 +8,12 @@ STATIC_BIN   := target/$(MUSL_TARGET)/release/manning
 # Debian packages: build (protoc for etcd-client, musl for the static binary), test (etcd,
 # PostgreSQL 15, iproute2 for network namespaces) and benchmarks (HAProxy, socat, pgbench).
 APT_PACKAGES := protobuf-compiler etcd-server etcd-client postgresql-15 postgresql-client-15 \
-                iproute2 haproxy socat musl-tools file procps util-linux
+                iproute2 haproxy socat musl-tools file procps util-linux python3-venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# Patroni from PyPI in its own venv, for compatibility tests against patronictl and
+# Patroni's own DCS code (tests/dcs_patroni.rs; harness `patronictl()`).
+PATRONI_VENV := /opt/manning-test/patroni
+PATRONI_PIP  := 'patroni[etcd3]==4.1.*' psycopg2-binary
 
 .PHONY: all deps build static test lint bench demo clean
 
@@ -26,6 +30,10 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "make deps: all Debian packages present"; fi
 	@rustup target list --installed 2>/dev/null | grep -q $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	@if [ -x $(PATRONI_VENV)/bin/patronictl ]; then echo "make deps: Patroni present in $(PATRONI_VENV)"; \
+	else echo "make deps: installing Patroni into $(PATRONI_VENV)"; \
+	  $(SUDO) mkdir -p $(dir $(PATRONI_VENV)) && $(SUDO) python3 -m venv $(PATRONI_VENV) && \
+	  $(SUDO) $(PATRONI_VENV)/bin/pip install -q $(PATRONI_PIP); fi
 
 ## build: optimised binary for this machine (target/release/manning).
 build:

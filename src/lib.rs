@@ -6,6 +6,7 @@
 //!
 //! - [`api`]: Patroni's REST API (health checks, status, control endpoints, metrics).
 //! - [`cli`]: the command line and the dispatch to a role.
+//! - [`dcs`]: Patroni's key layout and JSON in etcd v3; lease, leader lock, watch.
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`ha`]: the observe → decide → act loop; `decide` is pure.
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod dcs;
 pub mod error;
 pub mod ha;
 pub mod init;

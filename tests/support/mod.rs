@@ -174,9 +174,12 @@ impl Etcd {
         etcd
     }
 
-    /// Freeze etcd (SIGSTOP): connections stay open but nothing answers.
+    /// Freeze etcd (SIGSTOP): connections stay open but nothing answers. Returns once every
+    /// thread has stopped (SIGSTOP is asynchronous: a thread busy in a syscall such as fsync
+    /// stops only when it returns, and could still answer a request meanwhile).
     pub fn freeze(&self) {
         self.proc.signal(Signal::SIGSTOP);
+        wait_until_stopped(self.proc.pid());
     }
 
     /// Resume a frozen etcd (SIGCONT).
@@ -361,4 +364,271 @@ pub fn http_request(addr: &str, method: &str, path: &str) -> std::io::Result<(u1
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// Where `make deps` installs Patroni from PyPI (used only to check compatibility with
+/// Patroni's own tools and code paths).
+pub const PATRONI_VENV: &str = "/opt/manning-test/patroni";
+
+fn patroni_venv_bin(name: &str) -> PathBuf {
+    let p = Path::new(PATRONI_VENV).join("bin").join(name);
+    if !p.is_file() {
+        panic!(
+            "this test needs Patroni's `{name}` ({}) and it is not installed: run `make deps`",
+            p.display()
+        );
+    }
+    p
+}
+
+/// Patroni's `patronictl` from the test venv.
+pub fn patronictl() -> PathBuf {
+    patroni_venv_bin("patronictl")
+}
+
+/// The test venv's python, with `patroni` importable.
+pub fn patroni_python() -> PathBuf {
+    patroni_venv_bin("python")
+}
+
+/// Spawn one etcd member with its log in `dir/etcd.log`; `extra` are further flags.
+fn spawn_etcd_member(name: &str, dir: &Path, extra: &[String]) -> Proc {
+    let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd log");
+    let child = Command::new(require_bin("etcd"))
+        .arg(format!("--name={name}"))
+        .arg(format!("--data-dir={}", dir.join("data").display()))
+        .arg("--log-level=warn")
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn etcd");
+    Proc {
+        child,
+        name: name.to_string(),
+    }
+}
+
+/// A multi-member etcd cluster on loopback, for tests where one member stops answering
+/// while the others keep the cluster available.
+pub struct EtcdCluster {
+    /// Members in order; `members[i].endpoint` is its `127.0.0.1:PORT`.
+    pub members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    pub fn start(size: usize) -> EtcdCluster {
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("manning-test-{}", std::process::id());
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("manning-etcd-")
+                .tempdir()
+                .expect("temp dir");
+            let client_url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let proc = spawn_etcd_member(
+                &format!("m{i}"),
+                dir.path(),
+                &[
+                    format!("--listen-client-urls={client_url}"),
+                    format!("--advertise-client-urls={client_url}"),
+                    format!("--listen-peer-urls={peer_url}"),
+                    format!("--initial-advertise-peer-urls={peer_url}"),
+                    format!("--initial-cluster={initial}"),
+                    format!("--initial-cluster-token={token}"),
+                ],
+            );
+            members.push(Etcd {
+                proc,
+                endpoint: format!("127.0.0.1:{client}"),
+                client_url,
+                dir,
+            });
+        }
+        for m in &members {
+            let ep = m.endpoint.clone();
+            wait_for(
+                "etcd cluster member /health",
+                Duration::from_secs(60),
+                || {
+                    http_get(&ep, "/health")
+                        .ok()
+                        .filter(|(status, body)| *status == 200 && body.contains("true"))
+                },
+            );
+        }
+        EtcdCluster { members }
+    }
+
+    /// `host:port` of every member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint.clone()).collect()
+    }
+}
+
+/// A single-member etcd serving clients over TLS with a throw-away CA made by `openssl`.
+pub struct TlsEtcd {
+    pub etcd: Etcd,
+    /// CA that signed the server and client certificates.
+    pub cacert: PathBuf,
+    /// A client certificate and key signed by the CA.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsEtcd {
+    /// `client_cert_auth`: etcd requires a client certificate signed by the CA.
+    pub fn start(client_cert_auth: bool) -> TlsEtcd {
+        let dir = tempfile::Builder::new()
+            .prefix("manning-etcd-tls-")
+            .tempdir()
+            .expect("temp dir");
+        let p = |n: &str| dir.path().join(n);
+        let openssl = require_bin("openssl");
+        let run = |args: &[&str]| {
+            let out = Command::new(&openssl)
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=manning-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        std::fs::write(
+            p("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .expect("write ext");
+        for who in ["server", "client"] {
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={who}"),
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                &format!("{who}.pem"),
+            ]);
+        }
+        let client_port = free_port();
+        let peer_port = free_port();
+        let client_url = format!("https://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut args = vec![
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=test={peer_url}"),
+            format!("--cert-file={}", p("server.pem").display()),
+            format!("--key-file={}", p("server.key").display()),
+            format!("--trusted-ca-file={}", p("ca.pem").display()),
+        ];
+        if client_cert_auth {
+            args.push("--client-cert-auth".into());
+        }
+        let proc = spawn_etcd_member("test", dir.path(), &args);
+        let etcd = Etcd {
+            proc,
+            endpoint: format!("127.0.0.1:{client_port}"),
+            client_url,
+            dir,
+        };
+        let t = TlsEtcd {
+            cacert: etcd.dir.path().join("ca.pem"),
+            cert: etcd.dir.path().join("client.pem"),
+            key: etcd.dir.path().join("client.key"),
+            etcd,
+        };
+        wait_for("etcd over TLS to answer", Duration::from_secs(30), || {
+            t.ctl(&["endpoint", "health"]).ok()
+        });
+        t
+    }
+
+    /// Run `etcdctl` over TLS with the client certificate.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(require_bin("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.etcd.client_url))
+            .arg(format!("--cacert={}", self.cacert.display()))
+            .arg(format!("--cert={}", self.cert.display()))
+            .arg(format!("--key={}", self.key.display()))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+/// Wait until every thread of `pid` is stopped (state `T` or `t` in /proc).
+pub fn wait_until_stopped(pid: Pid) {
+    let tasks = format!("/proc/{pid}/task");
+    wait_for(
+        "the process to stop after SIGSTOP",
+        Duration::from_secs(5),
+        || {
+            let entries = std::fs::read_dir(&tasks).ok()?;
+            for entry in entries {
+                let stat = std::fs::read_to_string(entry.ok()?.path().join("stat")).ok()?;
+                // The state follows the parenthesised command name.
+                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+                if state != "T" && state != "t" {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    );
 }
