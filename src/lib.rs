@@ -9,10 +9,12 @@
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`init`]: PID-1 duties and `socket-dir`.
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
+//! - [`forward`]: `manning forward`, socat's role (socat address syntax accepted).
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod cli;
 pub mod error;
+pub mod forward;
 pub mod init;
 pub mod logging;
 pub mod net;
