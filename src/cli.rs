@@ -39,12 +39,21 @@ pub struct Cli {
 pub enum Command {
     /// Create the shared socket directory with owner and mode, then exit (idempotent).
     SocketDir(crate::init::socket_dir::Args),
+    /// Accept on TCP or UNIX and pipe bytes to TCP or UNIX (socat's role; socat syntax works).
+    Forward(crate::forward::Args),
 }
 
 /// Parse the command line, run the chosen role, and turn its result into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+    // socat's -d flags on `forward` imply a level; --log-level and RUST_LOG still win.
+    let implied_level = match &cli.command {
+        Command::Forward(args) if std::env::var_os("RUST_LOG").is_none_or(|v| v.is_empty()) => {
+            args.log_level()
+        }
+        _ => None,
+    };
+    if let Err(err) = logging::init(cli.log_level.as_deref().or(implied_level), cli.log_format) {
         eprintln!("manning: {err:#}");
         return ExitCode::from(exit_code_for(&err));
     }
@@ -60,6 +69,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::SocketDir(args) => crate::init::socket_dir::run(args),
+        Command::Forward(args) => crate::forward::run(args),
     }
 }
 

@@ -12,12 +12,14 @@
 //! - [`ha`]: the observe → decide → act loop; `decide` is pure.
 //! - [`init`]: PID-1 duties and `socket-dir`.
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
+//! - [`forward`]: `manning forward`, socat's role (socat address syntax accepted).
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod api;
 pub mod cli;
 pub mod dcs;
 pub mod error;
+pub mod forward;
 pub mod ha;
 pub mod init;
 pub mod logging;

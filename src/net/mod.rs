@@ -5,11 +5,16 @@
 //! - [`endpoint`]: `Endpoint` (`tcp://host:port` or `unix:///path`) and its parsing.
 //! - [`listener`]: bind and accept on either kind; UNIX socket files handled safely.
 //! - [`stream`]: `Stream`, one type for an accepted or connected TCP or UNIX stream.
-//! - [`pump`]: copy bytes both ways until both directions are done, carrying half-close.
+//! - [`pump`]: copy bytes both ways until both directions are done, carrying half-close;
+//!   splice(2) through pooled pipes, plain copy as the fallback.
+//! - [`splice`]: the pipes and system calls behind the pump's fast path.
+//! - [`limits`]: raising the open-file limit for connection-heavy roles.
 
 pub mod endpoint;
+pub mod limits;
 pub mod listener;
 pub mod pump;
+pub mod splice;
 pub mod stream;
 
 pub use endpoint::Endpoint;

@@ -1,12 +1,13 @@
 //! One stream type for TCP and UNIX connections, so roles handle both without generics.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::Endpoint;
@@ -33,7 +34,7 @@ impl Stream {
                     s.set_nodelay(true)?;
                     Ok(Stream::Tcp(s))
                 }
-                Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+                Endpoint::Unix(path) => Ok(Stream::Unix(connect_unix(path).await?)),
             }
         };
         match tokio::time::timeout(timeout, fut).await {
@@ -45,6 +46,47 @@ impl Stream {
         }
     }
 
+    /// Wait until the stream may be readable (data, end of stream or an error pending).
+    /// Used with [`Stream::try_io`] by code that does its own system calls (the pump).
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    /// Wait until the stream may be writable.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Unix(s) => s.poll_write_ready(cx),
+        }
+    }
+
+    /// Run a non-blocking system call `f` on the socket. When `f` fails with `WouldBlock`,
+    /// tokio's readiness for `interest` is cleared so the next `poll_*_ready` waits for the
+    /// kernel again. `f` is not called (and `WouldBlock` is returned) when the stream is not
+    /// known to be ready, so call `poll_*_ready` first.
+    pub fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        match self {
+            Stream::Tcp(s) => s.try_io(interest, f),
+            Stream::Unix(s) => s.try_io(interest, f),
+        }
+    }
+
+    /// Half-close: tell the peer we will send nothing more (`shutdown(SHUT_WR)`); reading
+    /// goes on. A peer that is already gone (`ENOTCONN`) is not an error.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match nix::sys::socket::shutdown(self.as_raw_fd(), nix::sys::socket::Shutdown::Write) {
+            Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A short description of the peer for logs (`127.0.0.1:51234` or `unix`).
     pub fn peer(&self) -> String {
         match self {
@@ -53,6 +95,31 @@ impl Stream {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "tcp:?".into()),
             Stream::Unix(_) => "unix".into(),
+        }
+    }
+}
+
+/// Connect to a UNIX socket. A listener whose backlog is full makes a non-blocking
+/// connect fail with `EAGAIN` at once (a blocking one, as socat uses, would wait); retry with
+/// a short backoff so a busy server is waited for, bounded by the caller's timeout.
+async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match UnixStream::connect(path).await {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
         }
     }
 }
