@@ -12,6 +12,7 @@
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod init;
 pub mod logging;
