@@ -1,4 +1,5 @@
 //! Configuration (work in progress).
+pub mod env;
 pub mod problem;
 pub mod secret;
 pub mod suggest;

@@ -311,6 +311,12 @@ pub fn parse(
     }
 }
 
+/// Parse a YAML fragment given outside a file (an environment variable's list or
+/// mapping); any node may be the root.
+pub fn parse_value(text: &str, source: SourceId) -> (Option<Node>, Vec<ParseIssue>) {
+    parse(text, source, &|_, c| c)
+}
+
 fn is_null_text(t: &str) -> bool {
     matches!(t, "" | "~" | "null" | "Null" | "NULL")
 }
