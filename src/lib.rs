@@ -5,6 +5,8 @@
 //! for the map of modules and how data flows between them.
 //!
 //! - [`cli`]: the command line and the dispatch to a role.
+//! - [`config`]: `patroni.yml` (templates, `PATRONI_*` overlay, validation), the model
+//!   every role shares.
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`init`]: PID-1 duties and `socket-dir`.

@@ -1,0 +1,1 @@
+//! Unit tests of the whole pipeline: templates + YAML + environment + schema + validation.
