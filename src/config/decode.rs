@@ -211,7 +211,11 @@ impl<'s> Cx<'s> {
 
     /// "must be EXPECTED, not TYPE (got VALUE)".
     pub fn invalid(&mut self, node: &Node, expected: &str) {
-        let msg = format!("must be {expected}, not {}{}", node.type_name(), self.got(node));
+        let msg = format!(
+            "must be {expected}, not {}{}",
+            node.type_name(),
+            self.got(node)
+        );
         self.error(node.mark, msg);
     }
 
@@ -322,13 +326,19 @@ impl<'s> Cx<'s> {
         };
         if let Some(min) = min {
             if v < min {
-                self.error(node.mark, format!("must be at least {min}{}", self.got(node)));
+                self.error(
+                    node.mark,
+                    format!("must be at least {min}{}", self.got(node)),
+                );
                 return None;
             }
         }
         if let Some(max) = max {
             if v > max {
-                self.error(node.mark, format!("must be at most {max}{}", self.got(node)));
+                self.error(
+                    node.mark,
+                    format!("must be at most {max}{}", self.got(node)),
+                );
                 return None;
             }
         }
@@ -362,14 +372,20 @@ impl<'s> Cx<'s> {
                     (Some(n), Some(f)) if n >= 0 => {
                         let secs = (n as u64).saturating_mul(f).div_ceil(1000);
                         if secs < min {
-                            self.error(node.mark, format!("must be at least {min}s{}", self.got(node)));
+                            self.error(
+                                node.mark,
+                                format!("must be at least {min}s{}", self.got(node)),
+                            );
                             None
                         } else {
                             Some(secs)
                         }
                     }
                     _ => {
-                        self.invalid(node, "a number of seconds (or with a unit: ms, s, min, h, d)");
+                        self.invalid(
+                            node,
+                            "a number of seconds (or with a unit: ms, s, min, h, d)",
+                        );
                         None
                     }
                 };
@@ -529,7 +545,10 @@ impl<'s> Cx<'s> {
             if name.starts_with('-') {
                 cx.error(
                     mark,
-                    format!("write {tool} option names without leading dashes (`{}`)", name.trim_start_matches('-')),
+                    format!(
+                        "write {tool} option names without leading dashes (`{}`)",
+                        name.trim_start_matches('-')
+                    ),
                 );
                 false
             } else if forbidden.contains(&name) {
@@ -595,7 +614,9 @@ impl<'s> Cx<'s> {
                         }
                         Kind::Map(_) => self.error(
                             item.mark,
-                            format!("each {tool} option must be one `name` or one `name: value` pair"),
+                            format!(
+                                "each {tool} option must be one `name` or one `name: value` pair"
+                            ),
                         ),
                         _ => self.invalid(item, "an option name or a `name: value` pair"),
                     }
@@ -668,7 +689,10 @@ mod tests {
         cx.leave();
         assert_eq!(cx.problems.len(), 2);
         for p in &cx.problems {
-            assert!(!p.message.contains("abc") && !p.message.contains("def"), "{p}");
+            assert!(
+                !p.message.contains("abc") && !p.message.contains("def"),
+                "{p}"
+            );
         }
     }
 
@@ -700,7 +724,9 @@ mod tests {
             "a:\n  - encoding: UTF8\n  - data-checksums\n  - pgdata: /x\n  - {a: 1, b: 2}\n  - --locale\nb:\n  max-rate: 100M\n  verbose: true\n  progress: false\n",
         );
         let mut cx = Cx::new(&s, false);
-        let a = cx.at("a", |cx| cx.cmd_options(root.get("a").unwrap(), "initdb", &["pgdata"]));
+        let a = cx.at("a", |cx| {
+            cx.cmd_options(root.get("a").unwrap(), "initdb", &["pgdata"])
+        });
         assert_eq!(
             a.unwrap(),
             vec![
@@ -711,7 +737,9 @@ mod tests {
         assert_eq!(cx.problems.len(), 3, "{:?}", cx.problems);
         assert!(cx.problems[0].message.contains("`pgdata` is not allowed"));
         assert_eq!(cx.problems[0].line, Some(4));
-        let b = cx.cmd_options(root.get("b").unwrap(), "pg_basebackup", &[]).unwrap();
+        let b = cx
+            .cmd_options(root.get("b").unwrap(), "pg_basebackup", &[])
+            .unwrap();
         let args: Vec<String> = b.iter().map(CmdOption::to_arg).collect();
         assert_eq!(args, ["--max-rate=100M", "--verbose"]);
         assert_eq!(
@@ -724,7 +752,11 @@ mod tests {
     fn choices_suggest() {
         let (s, root) = tree("m: automatc\n");
         let mut cx = Cx::new(&s, false);
-        let r = cx.choice(root.get("m").unwrap(), &[("off", 0), ("automatic", 1)], true);
+        let r = cx.choice(
+            root.get("m").unwrap(),
+            &[("off", 0), ("automatic", 1)],
+            true,
+        );
         assert_eq!(r, None);
         assert!(cx.problems[0].message.contains("did you mean `automatic`"));
     }

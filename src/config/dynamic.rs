@@ -146,7 +146,8 @@ impl DynamicPostgresql {
         self.use_pg_rewind.unwrap_or(false)
     }
     pub fn remove_data_directory_on_rewind_failure(&self) -> bool {
-        self.remove_data_directory_on_rewind_failure.unwrap_or(false)
+        self.remove_data_directory_on_rewind_failure
+            .unwrap_or(false)
     }
     pub fn remove_data_directory_on_diverged_timelines(&self) -> bool {
         self.remove_data_directory_on_diverged_timelines
@@ -492,7 +493,10 @@ impl DynamicConfig {
         ) -> u64 {
             let v = field.unwrap_or(default);
             if v < min {
-                out.push((name, format!("{name}={v} can't be smaller than {min}, adjusting...")));
+                out.push((
+                    name,
+                    format!("{name}={v} can't be smaller than {min}, adjusting..."),
+                ));
                 *field = Some(min);
                 min
             } else {
@@ -627,7 +631,10 @@ fn sync_mode(cx: &mut Cx, node: &Node) -> Option<SynchronousMode> {
 fn slot_type(cx: &mut Cx, node: &Node) -> Option<SlotType> {
     cx.choice(
         node,
-        &[("physical", SlotType::Physical), ("logical", SlotType::Logical)],
+        &[
+            ("physical", SlotType::Physical),
+            ("logical", SlotType::Logical),
+        ],
         false,
     )
 }
@@ -684,7 +691,10 @@ fn permanent_slot(cx: &mut Cx, node: &Node) -> Option<PermanentSlot> {
 fn ignore_slot(cx: &mut Cx, node: &Node) -> Option<IgnoreSlot> {
     let mut s = IgnoreSlot::default();
     if !matches!(node.kind, Kind::Map(_)) {
-        cx.invalid(node, "a mapping of slot properties (name, type, database, plugin)");
+        cx.invalid(
+            node,
+            "a mapping of slot properties (name, type, database, plugin)",
+        );
         return None;
     }
     fields!(cx, node, |e| {
@@ -770,11 +780,7 @@ pub(crate) fn hba_lines(cx: &mut Cx, node: &Node) -> Option<Vec<String>> {
 /// kept as written and dropped by [`effective`], where the default applies); in the local
 /// section (`local`) they are removed with a warning, since Patroni only takes them from
 /// the dynamic configuration.
-pub(crate) fn parameters(
-    cx: &mut Cx,
-    node: &Node,
-    local: bool,
-) -> Option<BTreeMap<String, Value>> {
+pub(crate) fn parameters(cx: &mut Cx, node: &Node, local: bool) -> Option<BTreeMap<String, Value>> {
     let mut params = cx.scalar_map(node)?;
     for e in cx.entries(node) {
         let Some(value) = params.get(&e.key).cloned() else {
@@ -996,7 +1002,11 @@ pub fn effective(
 mod tests {
     use super::*;
 
-    fn adjusted(ttl: Option<u64>, loop_wait: Option<u64>, retry: Option<u64>) -> (u64, u64, u64, Vec<String>) {
+    fn adjusted(
+        ttl: Option<u64>,
+        loop_wait: Option<u64>,
+        retry: Option<u64>,
+    ) -> (u64, u64, u64, Vec<String>) {
         let mut d = DynamicConfig {
             ttl,
             loop_wait,
@@ -1021,7 +1031,10 @@ mod tests {
         let (t, l, r, m) = adjusted(Some(10), Some(0), Some(1));
         assert_eq!((t, l, r), (20, 1, 3));
         assert_eq!(m[0], "loop_wait=0 can't be smaller than 1, adjusting...");
-        assert_eq!(m[1], "retry_timeout=1 can't be smaller than 3, adjusting...");
+        assert_eq!(
+            m[1],
+            "retry_timeout=1 can't be smaller than 3, adjusting..."
+        );
         assert_eq!(m[2], "ttl=10 can't be smaller than 20, adjusting...");
         // loop_wait shrinks
         let (t, l, r, m) = adjusted(Some(20), Some(10), Some(5));
@@ -1076,7 +1089,11 @@ mod tests {
         assert_eq!(d.synchronous_mode, None);
         assert_eq!(d.pause, Some(true));
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("ttl"));
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("/config ttl: must be an integer")),
+            "{w:?}"
+        );
         // the malformed raw values survive a write-back
         let back = serde_json::to_value(&d).unwrap();
         assert_eq!(back["ttl"], "abc");
@@ -1098,7 +1115,10 @@ mod tests {
             assert!(w.is_empty());
             assert_eq!(d.synchronous_mode(), mode, "{json}");
         }
-        assert_eq!(serde_json::to_string(&SynchronousMode::Quorum).unwrap(), "\"quorum\"");
+        assert_eq!(
+            serde_json::to_string(&SynchronousMode::Quorum).unwrap(),
+            "\"quorum\""
+        );
         assert_eq!(serde_json::to_string(&SynchronousMode::On).unwrap(), "true");
     }
 
@@ -1121,8 +1141,12 @@ mod tests {
         )
         .0;
         let mut local = crate::config::model::Postgresql::for_tests();
-        local.parameters.insert("work_mem".into(), Value::from("8MB"));
-        local.parameters.insert("shared_buffers".into(), Value::from("1GB"));
+        local
+            .parameters
+            .insert("work_mem".into(), Value::from("8MB"));
+        local
+            .parameters
+            .insert("shared_buffers".into(), Value::from("1GB"));
         local.use_pg_rewind = Some(true);
         let (e, warnings) = effective(Some(&dcs), Some(&local));
         assert_eq!(e.ttl(), 40);
@@ -1132,7 +1156,10 @@ mod tests {
         assert_eq!(params["max_connections"], 300, "dynamic beats default");
         assert_eq!(params["work_mem"], "8MB", "local beats dynamic");
         assert_eq!(params["shared_buffers"], "1GB");
-        assert_eq!(params["wal_level"], "hot_standby", "refused value: default kept");
+        assert_eq!(
+            params["wal_level"], "hot_standby",
+            "refused value: default kept"
+        );
         assert!(!params.contains_key("port"));
         assert_eq!(params["max_wal_senders"], 10, "cmdline default");
         assert_eq!(pg.use_pg_rewind, Some(true), "local beats dynamic");

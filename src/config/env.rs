@@ -427,7 +427,7 @@ impl Builder<'_> {
             .map(|(k, _)| k.clone())
             .collect();
         for var in left {
-            if self.known.iter().any(|k| *k == var) || var.ends_with("_OPTIONS") {
+            if self.known.contains(&var) || var.ends_with("_OPTIONS") {
                 continue;
             }
             let source = self.sources.add(format!("${var}"));

@@ -103,11 +103,15 @@ impl Loaded {
     }
 }
 
-/// The YAML texts to read, with their display names.
-fn inputs(
-    opts: &LoadOptions,
-    sources: &mut Sources,
-) -> Result<(Vec<(u32, String)>, bool, String), Problem> {
+/// The YAML texts to read (source id and text), whether the environment overlay applies,
+/// and the display name of the whole input.
+struct Inputs {
+    texts: Vec<(u32, String)>,
+    use_env: bool,
+    display: String,
+}
+
+fn inputs(opts: &LoadOptions, sources: &mut Sources) -> Result<Inputs, Problem> {
     let fail = |sources: &mut Sources, name: String, message: String| {
         let id = sources.add(name);
         Problem::at(sources, Mark::whole(id), Severity::Error, "", message)
@@ -147,12 +151,20 @@ fn inputs(
                     .map_err(|_| fail(sources, name.clone(), "is not valid UTF-8 text".into()))?;
                 texts.push((sources.add(name), text));
             }
-            Ok((texts, true, display))
+            Ok(Inputs {
+                texts,
+                use_env: true,
+                display,
+            })
         }
         None => match opts.env.get("PATRONI_CONFIGURATION").filter(|t| !t.is_empty()) {
             Some(text) => {
                 let name = "$PATRONI_CONFIGURATION".to_string();
-                Ok((vec![(sources.add(name.clone()), text.clone())], false, name))
+                Ok(Inputs {
+                    texts: vec![(sources.add(name.clone()), text.clone())],
+                    use_env: false,
+                    display: name,
+                })
             }
             None => Err(fail(
                 sources,
@@ -187,7 +199,9 @@ fn read_text(
         }
     };
     let mut subst = template::Substituter::new(&rendered, &mut resolve);
-    let parsed = problems.iter().all(|p| !p.is_error() || p.file != sources.name(source));
+    let parsed = problems
+        .iter()
+        .all(|p| !p.is_error() || p.file != sources.name(source));
     let root = match root {
         Some(mut root) if parsed => {
             subst.node(&mut root, "");
@@ -216,7 +230,13 @@ fn read_text(
             line: i.line,
             col: i.col,
         };
-        problems.push(Problem::at(sources, mark, Severity::Error, i.path, i.message));
+        problems.push(Problem::at(
+            sources,
+            mark,
+            Severity::Error,
+            i.path,
+            i.message,
+        ));
     }
     if let Some(r) = &root {
         if !matches!(r.kind, Kind::Map(_)) {
@@ -242,7 +262,11 @@ fn read_text(
 pub fn load(opts: &LoadOptions) -> Result<Loaded, Problems> {
     let mut sources = Sources::new();
     let mut problems: Vec<Problem> = Vec::new();
-    let (texts, use_env, display) = match inputs(opts, &mut sources) {
+    let Inputs {
+        texts,
+        use_env,
+        display,
+    } = match inputs(opts, &mut sources) {
         Ok(x) => x,
         Err(p) => return Err(Problems(vec![p])),
     };
@@ -269,7 +293,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, Problems> {
         let ignored: Vec<&str> = opts
             .env
             .iter()
-            .filter(|(k, v)| k.starts_with("PATRONI_") && *k != "PATRONI_CONFIGURATION" && !v.is_empty())
+            .filter(|(k, v)| {
+                k.starts_with("PATRONI_") && *k != "PATRONI_CONFIGURATION" && !v.is_empty()
+            })
             .map(|(k, _)| k.as_str())
             .collect();
         if !ignored.is_empty() {

@@ -890,6 +890,9 @@ mod tests {
         redact_path(&mut v, "a.b[1].c");
         redact_path(&mut v, "d");
         redact_path(&mut v, "missing.path");
-        assert_eq!(v, serde_json::json!({"a": {"b": [1, {"c": REDACTED}]}, "d": REDACTED}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": {"b": [1, {"c": REDACTED}]}, "d": REDACTED})
+        );
     }
 }

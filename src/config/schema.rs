@@ -209,7 +209,10 @@ fn basic_auth(cx: &mut Cx, node: &Node) -> Option<BasicAuth> {
             if !node.is_null() {
                 let what = if u.is_none() { "username" } else { "password" };
                 let at = cx.here(node);
-                cx.error(at, format!("needs both username and password ({what} is missing)"));
+                cx.error(
+                    at,
+                    format!("needs both username and password ({what} is missing)"),
+                );
             }
             None
         }
@@ -243,6 +246,7 @@ fn restapi(cx: &mut Cx, node: Option<&Node>, req: &mut Required) -> RestApi {
         server_tokens: ServerTokens::Original,
     };
     if let Some(node) = node {
+        cx.enter("restapi");
         fields!(cx, node, |e| {
             "listen" => listen = address(cx, &e.value),
             "connect_address" => connect_address = address(cx, &e.value),
@@ -264,6 +268,7 @@ fn restapi(cx: &mut Cx, node: Option<&Node>, req: &mut Required) -> RestApi {
                 cx.ignored(e, "manning's REST API does not use a thread pool");
             },
         });
+        cx.leave();
     }
     if let Some(l) = listen {
         r.listen = l;
@@ -320,7 +325,10 @@ fn etcd3(cx: &mut Cx, node: &Node) -> Etcd3 {
     let at = cx.mark_of("etcd3").unwrap_or(node.mark);
     if given.is_empty() && cx.mark_of("etcd3.srv").is_none() {
         cx.at("etcd3", |cx| {
-            cx.error(at, "needs one of host, hosts, url or proxy (e.g. PATRONI_ETCD3_HOSTS)")
+            cx.error(
+                at,
+                "needs one of host, hosts, url or proxy (e.g. PATRONI_ETCD3_HOSTS)",
+            )
         });
     } else if given.len() > 1 {
         let used = ["proxy", "url", "hosts", "host"]
@@ -328,12 +336,20 @@ fn etcd3(cx: &mut Cx, node: &Node) -> Etcd3 {
             .find(|k| given.contains(k))
             .unwrap_or("host");
         cx.at("etcd3", |cx| {
-            cx.warn(at, format!("{} are all set; `{used}` is used, as in Patroni", given.join(", ")))
+            cx.warn(
+                at,
+                format!(
+                    "{} are all set; `{used}` is used, as in Patroni",
+                    given.join(", ")
+                ),
+            )
         });
     }
     if e3.password.is_some() && e3.username.is_none() {
         let at = cx.mark_of("etcd3.password").unwrap_or(at);
-        cx.at("etcd3.password", |cx| cx.error(at, "is set without etcd3.username"));
+        cx.at("etcd3.password", |cx| {
+            cx.error(at, "is set without etcd3.username")
+        });
     }
     if e3.key.is_some() && e3.cert.is_none() {
         let at = cx.mark_of("etcd3.key").unwrap_or(at);
@@ -495,10 +511,20 @@ fn authentication(cx: &mut Cx, node: &Node, req: &mut Required) -> Authenticatio
     });
     let at = cx.here(node);
     if !seen.0 {
-        req.missing(cx, at, "postgresql.authentication.superuser", " (username and password of the PostgreSQL superuser; or PATRONI_SUPERUSER_USERNAME)");
+        req.missing(
+            cx,
+            at,
+            "postgresql.authentication.superuser",
+            " (username and password of the PostgreSQL superuser; or PATRONI_SUPERUSER_USERNAME)",
+        );
     }
     if !seen.1 {
-        req.missing(cx, at, "postgresql.authentication.replication", " (username and password replicas use; or PATRONI_REPLICATION_USERNAME)");
+        req.missing(
+            cx,
+            at,
+            "postgresql.authentication.replication",
+            " (username and password replicas use; or PATRONI_REPLICATION_USERNAME)",
+        );
     }
     a
 }
@@ -636,6 +662,7 @@ fn postgresql(
         role_specific: Map::new(),
     };
     if let Some(node) = node {
+        cx.enter("postgresql");
         fields!(cx, node, |e| {
             "listen" => listen = cx.string(&e.value).and_then(|t| match ListenAddress::parse(&t) {
                 Ok(l) => Some(l),
@@ -690,19 +717,32 @@ fn postgresql(
         });
         for (i, m) in p.create_replica_methods.iter().enumerate() {
             if m != "basebackup" && !p.replica_methods.contains_key(m) && node.get(m).is_none() {
-                let at = cx.mark_of("postgresql.create_replica_methods").unwrap_or(node.mark);
-                cx.at(format!("postgresql.create_replica_methods[{i}]"), |cx| {
-                    cx.error(at, format!("the method `{m}` needs a `postgresql.{m}` section with its command"))
+                let at = cx
+                    .mark_of("postgresql.create_replica_methods")
+                    .unwrap_or(node.mark);
+                cx.at(format!("create_replica_methods[{i}]"), |cx| {
+                    cx.error(
+                        at,
+                        format!(
+                            "the method `{m}` needs a `postgresql.{m}` section with its command"
+                        ),
+                    )
                 });
             }
         }
+        cx.leave();
     }
     let section_mark = cx.mark_of("postgresql").unwrap_or_else(|| root_mark(cx));
     match listen {
         Some(l) => p.listen = l,
         None => {
             if cx.mark_of("postgresql.listen").is_none() {
-                req.missing(cx, section_mark, "postgresql.listen", " (address and port PostgreSQL listens on; or PATRONI_POSTGRESQL_LISTEN)");
+                req.missing(
+                    cx,
+                    section_mark,
+                    "postgresql.listen",
+                    " (address and port PostgreSQL listens on; or PATRONI_POSTGRESQL_LISTEN)",
+                );
             } else {
                 req.unusable("postgresql.listen");
             }
@@ -720,7 +760,12 @@ fn postgresql(
     }
     match auth {
         Some(a) => p.authentication = a,
-        None => req.missing(cx, section_mark, "postgresql.authentication", " (superuser and replication users)"),
+        None => req.missing(
+            cx,
+            section_mark,
+            "postgresql.authentication",
+            " (superuser and replication users)",
+        ),
     }
     p.data_dir = match data_dir {
         Some(d) => d,
@@ -759,10 +804,16 @@ fn tags(cx: &mut Cx, node: &Node) -> Tags {
         }
         t.custom.insert(e.key.clone(), cx.json(&e.value));
     });
-    for (a, b) in [("nofailover", "failover_priority"), ("nosync", "sync_priority")] {
+    for (a, b) in [
+        ("nofailover", "failover_priority"),
+        ("nosync", "sync_priority"),
+    ] {
         if let (Some(_), Some(mb)) = (node.get(a), node.entry(b)) {
             cx.at(format!("tags.{b}"), |cx| {
-                cx.error(mb.key_mark, format!("give only one of `{a}` and `{b}` (Patroni refuses both)"))
+                cx.error(
+                    mb.key_mark,
+                    format!("give only one of `{a}` and `{b}` (Patroni refuses both)"),
+                )
             });
         }
     }
@@ -887,17 +938,31 @@ pub(crate) fn decode_config(cx: &mut Cx, root: &Node, machine: &MachineDefaults)
         }
     });
     let mut req = Required::default();
-    let root_at = root.mark;
+    let root_at = Mark {
+        source: root.mark.source,
+        line: root.mark.line.min(1),
+        col: root.mark.col.min(1),
+    };
     let name = name.unwrap_or_else(|| {
         if cx.mark_of("name").is_none() {
-            req.missing(cx, root_at, "name", " (this member's unique name; or set PATRONI_NAME)");
+            req.missing(
+                cx,
+                root_at,
+                "name",
+                " (this member's unique name; or set PATRONI_NAME)",
+            );
         }
         req.unusable("name");
         String::new()
     });
     let scope = scope.unwrap_or_else(|| {
         if cx.mark_of("scope").is_none() {
-            req.missing(cx, root_at, "scope", " (the cluster's name; or set PATRONI_SCOPE)");
+            req.missing(
+                cx,
+                root_at,
+                "scope",
+                " (the cluster's name; or set PATRONI_SCOPE)",
+            );
         }
         req.unusable("scope");
         String::new()

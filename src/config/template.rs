@@ -236,6 +236,8 @@ pub struct Substituter<'a> {
     cache: HashMap<usize, Result<String, String>>,
     /// Calls reported already (each call is reported once, where first used).
     reported: Vec<bool>,
+    /// Calls that failed so far (each use counts).
+    failures: usize,
     pub issues: Vec<SubstIssue>,
 }
 
@@ -249,6 +251,7 @@ impl<'a> Substituter<'a> {
             resolve,
             cache: HashMap::new(),
             reported: vec![false; rendered.calls.len()],
+            failures: 0,
             issues: Vec::new(),
         }
     }
@@ -276,10 +279,15 @@ impl<'a> Substituter<'a> {
         match &mut node.kind {
             Kind::Scalar(s) => {
                 if s.text.contains(&self.rendered.prefix) {
+                    let before = self.failures;
                     let (text, secret) = self.replace(&s.text, path);
                     s.text = text;
                     s.plain = false;
                     node.secret |= secret;
+                    if self.failures > before {
+                        // The call was reported; an empty value would only add noise.
+                        node.kind = Kind::Null;
+                    }
                 }
             }
             Kind::Seq(items) => {
@@ -363,6 +371,7 @@ impl<'a> Substituter<'a> {
         match result {
             Ok(v) => (v, is_secret),
             Err(message) => {
+                self.failures += 1;
                 if !self.reported[i] {
                     self.reported[i] = true;
                     self.issues.push(SubstIssue {

@@ -70,7 +70,12 @@ fn connect_address(cx: &mut Cx, ctx: &Context, path: &str, addr: &HostPort) {
 
 /// Run every check, appending problems to `cx`.
 pub(crate) fn validate(cx: &mut Cx, config: &Config, ctx: &Context) {
-    connect_address(cx, ctx, "restapi.connect_address", &config.restapi.connect_address);
+    connect_address(
+        cx,
+        ctx,
+        "restapi.connect_address",
+        &config.restapi.connect_address,
+    );
     connect_address(
         cx,
         ctx,
@@ -98,9 +103,10 @@ pub(crate) fn validate(cx: &mut Cx, config: &Config, ctx: &Context) {
     if !ctx.missing.contains("postgresql.listen") {
         let api = &config.restapi.listen;
         let pg = &config.postgresql.listen;
-        let overlap = pg.hosts.iter().any(|h| {
-            is_wildcard_host(h) || is_wildcard_host(&api.host) || *h == api.host
-        });
+        let overlap = pg
+            .hosts
+            .iter()
+            .any(|h| is_wildcard_host(h) || is_wildcard_host(&api.host) || *h == api.host);
         if api.port == pg.port && overlap {
             report(
                 cx,
@@ -270,7 +276,12 @@ fn data_dir(cx: &mut Cx, config: &Config) {
     let dir = &config.postgresql.data_dir;
     let path = "postgresql.data_dir";
     if dir.exists() && !dir.is_dir() {
-        report(cx, path, Severity::Error, format!("{} is not a directory", dir.display()));
+        report(
+            cx,
+            path,
+            Severity::Error,
+            format!("{} is not a directory", dir.display()),
+        );
         return;
     }
     if dir.join("global/pg_control").is_file() || !looks_empty(dir).unwrap_or(true) {
