@@ -121,7 +121,7 @@ impl<'s> Cx<'s> {
     /// The current key path: `bootstrap.dcs.ttl`, `bootstrap.initdb[1]`.
     pub fn path(&self) -> String {
         let mut out = String::new();
-        for seg in &self.path {
+        for seg in self.path.iter().filter(|s| !s.is_empty()) {
             if !out.is_empty() && !seg.starts_with('[') {
                 out.push('.');
             }

@@ -857,6 +857,7 @@ pub(crate) fn decode(cx: &mut Cx, node: &Node) -> DynamicConfig {
             let mut out = BTreeMap::new();
             for s in cx.entries(&e.value) {
                 cx.enter(&s.key);
+                cx.record(s.key_mark);
                 if let Some(slot) = permanent_slot(cx, &s.value) {
                     out.insert(s.key.clone(), slot);
                 }

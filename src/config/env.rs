@@ -304,20 +304,18 @@ impl Builder<'_> {
             }
             Parse::List => {
                 let trimmed = value.trim();
-                let text = if trimmed.starts_with('-') || trimmed.contains('[') {
-                    value.clone()
+                if trimmed.starts_with('-') || trimmed.contains('[') {
+                    self.parse_value(&value, source, "a list", 0)
                 } else {
-                    format!("[{value}]")
-                };
-                self.parse_value(&text, source, "a list")
+                    self.parse_value(&format!("[{value}]"), source, "a list", 1)
+                }
             }
             Parse::Dict => {
-                let text = if value.trim().starts_with('{') {
-                    value.clone()
+                if value.trim().starts_with('{') {
+                    self.parse_value(&value, source, "a mapping", 0)
                 } else {
-                    format!("{{{value}}}")
-                };
-                self.parse_value(&text, source, "a mapping")
+                    self.parse_value(&format!("{{{value}}}"), source, "a mapping", 1)
+                }
             }
         };
         if let Some(node) = node {
@@ -327,8 +325,8 @@ impl Builder<'_> {
 
     /// Parse a list or mapping given in a variable; `None` (with a problem) when it is not
     /// valid YAML.
-    fn parse_value(&mut self, text: &str, source: u32, what: &str) -> Option<Node> {
-        let (root, issues) = yaml::parse_value(text, source);
+    fn parse_value(&mut self, text: &str, source: u32, what: &str, wrapped: u32) -> Option<Node> {
+        let (root, issues) = yaml::parse_value(text, source, wrapped);
         let mut ok = true;
         for i in issues {
             ok &= i.severity != Severity::Error;
@@ -403,12 +401,12 @@ impl Builder<'_> {
             if let Some(options) = options.filter(|o| !o.is_empty()) {
                 let source = self.sources.add(format!("${options_var}"));
                 let trimmed = options.trim();
-                let text = if trimmed.starts_with('-') || trimmed.contains('[') {
-                    options.clone()
+                let (text, wrapped) = if trimmed.starts_with('-') || trimmed.contains('[') {
+                    (options.clone(), 0)
                 } else {
-                    format!("[{options}]")
+                    (format!("[{options}]"), 1)
                 };
-                if let Some(list) = self.parse_value(&text, source, "a list") {
+                if let Some(list) = self.parse_value(&text, source, "a list", wrapped) {
                     insert(
                         &mut self.tree,
                         &["bootstrap", "users", &user, "options"],

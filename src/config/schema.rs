@@ -324,7 +324,7 @@ fn etcd3(cx: &mut Cx, node: &Node) -> Etcd3 {
     });
     let at = cx.mark_of("etcd3").unwrap_or(node.mark);
     if given.is_empty() && cx.mark_of("etcd3.srv").is_none() {
-        cx.at("etcd3", |cx| {
+        cx.at("", |cx| {
             cx.error(
                 at,
                 "needs one of host, hosts, url or proxy (e.g. PATRONI_ETCD3_HOSTS)",
@@ -335,27 +335,36 @@ fn etcd3(cx: &mut Cx, node: &Node) -> Etcd3 {
             .into_iter()
             .find(|k| given.contains(k))
             .unwrap_or("host");
-        cx.at("etcd3", |cx| {
+        cx.at("", |cx| {
             cx.warn(
                 at,
                 format!(
                     "{} are all set; `{used}` is used, as in Patroni",
-                    given.join(", ")
+                    join_and(&given)
                 ),
             )
         });
     }
     if e3.password.is_some() && e3.username.is_none() {
         let at = cx.mark_of("etcd3.password").unwrap_or(at);
-        cx.at("etcd3.password", |cx| {
+        cx.at("password", |cx| {
             cx.error(at, "is set without etcd3.username")
         });
     }
     if e3.key.is_some() && e3.cert.is_none() {
         let at = cx.mark_of("etcd3.key").unwrap_or(at);
-        cx.at("etcd3.key", |cx| cx.error(at, "is set without etcd3.cert"));
+        cx.at("key", |cx| cx.error(at, "is set without etcd3.cert"));
     }
     e3
+}
+
+/// `a and b`, `a, b and c`.
+fn join_and(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 fn bootstrap_user(cx: &mut Cx, node: &Node) -> BootstrapUser {
@@ -443,7 +452,7 @@ fn bootstrap(cx: &mut Cx, node: &Node) -> Bootstrap {
     if let Some(p) = post_init {
         if b.post_bootstrap.is_some() {
             let at = cx.mark_of("bootstrap.post_init").unwrap_or(bootstrap_at);
-            cx.at("bootstrap.post_init", |cx| {
+            cx.at("post_init", |cx| {
                 cx.warn(at, "both post_bootstrap and post_init are set; post_bootstrap is used, as in Patroni")
             });
         } else {
@@ -451,14 +460,14 @@ fn bootstrap(cx: &mut Cx, node: &Node) -> Bootstrap {
         }
     }
     if !dcs_seen {
-        cx.at("bootstrap.dcs", |cx| {
+        cx.at("dcs", |cx| {
             cx.error(bootstrap_at, "is required when `bootstrap` is given (it becomes the cluster's dynamic configuration)")
         });
     }
     if let Some(m) = &method {
         if !b.methods.contains_key(m) && node.get(m).is_none() {
             let at = cx.mark_of("bootstrap.method").unwrap_or(bootstrap_at);
-            cx.at("bootstrap.method", |cx| {
+            cx.at("method", |cx| {
                 cx.error(at, format!("names the method `{m}` but there is no `bootstrap.{m}` section with its command"))
             });
         }
@@ -715,10 +724,16 @@ fn postgresql(
                 cx.unknown(e, &all);
             }
         });
+        let item_marks: Vec<Mark> = match node.get("create_replica_methods").map(|n| &n.kind) {
+            Some(Kind::Seq(items)) => items.iter().map(|i| i.mark).collect(),
+            _ => Vec::new(),
+        };
         for (i, m) in p.create_replica_methods.iter().enumerate() {
             if m != "basebackup" && !p.replica_methods.contains_key(m) && node.get(m).is_none() {
-                let at = cx
-                    .mark_of("postgresql.create_replica_methods")
+                let at = item_marks
+                    .get(i)
+                    .copied()
+                    .or_else(|| cx.mark_of("postgresql.create_replica_methods"))
                     .unwrap_or(node.mark);
                 cx.at(format!("create_replica_methods[{i}]"), |cx| {
                     cx.error(
@@ -809,7 +824,7 @@ fn tags(cx: &mut Cx, node: &Node) -> Tags {
         ("nosync", "sync_priority"),
     ] {
         if let (Some(_), Some(mb)) = (node.get(a), node.entry(b)) {
-            cx.at(format!("tags.{b}"), |cx| {
+            cx.at(b, |cx| {
                 cx.error(
                     mb.key_mark,
                     format!("give only one of `{a}` and `{b}` (Patroni refuses both)"),

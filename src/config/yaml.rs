@@ -312,9 +312,10 @@ pub fn parse(
 }
 
 /// Parse a YAML fragment given outside a file (an environment variable's list or
-/// mapping); any node may be the root.
-pub fn parse_value(text: &str, source: SourceId) -> (Option<Node>, Vec<ParseIssue>) {
-    parse(text, source, &|_, c| c)
+/// mapping); any node may be the root. `wrapped` characters were put in front of the
+/// original value (`[` or `{`) and are taken off the columns.
+pub fn parse_value(text: &str, source: SourceId, wrapped: u32) -> (Option<Node>, Vec<ParseIssue>) {
+    parse(text, source, &|_, c| c.saturating_sub(wrapped).max(1))
 }
 
 fn is_null_text(t: &str) -> bool {
