@@ -25,12 +25,12 @@ pub enum Command {
         /// PATRONI_CONFIGURATION. Secrets are read from MANNING_SECRETS_DIR (/run/secrets).
         file: Option<PathBuf>,
     },
-    /// Print the effective configuration as JSON, secrets as "<redacted>".
+    /// Print the effective configuration as JSON, secrets as `"<redacted>"`.
     Show {
         /// patroni.yml, or a directory of YAML files. Default: the YAML text in
         /// PATRONI_CONFIGURATION.
         file: Option<PathBuf>,
-        /// Print secrets as they are instead of "<redacted>".
+        /// Print secrets as they are instead of `"<redacted>"`.
         #[arg(long)]
         show_secrets: bool,
     },

@@ -7,11 +7,11 @@
 //!    values come out byte-exact whatever characters they contain;
 //! 2. YAML, read with YAML 1.1 rules as PyYAML does ([`yaml`]); several files in a
 //!    directory are merged in name order;
-//! 3. the `PATRONI_*` environment overlay ([`env`]): environment > file (skipped when the
+//! 3. the `PATRONI_*` environment overlay ([`env`](mod@env)): environment > file (skipped when the
 //!    whole configuration comes from `PATRONI_CONFIGURATION`, as in Patroni);
 //! 4. decoding into the typed model with Patroni's keys, types and defaults
-//!    ([`schema`], [`model`], [`dynamic`]);
-//! 5. validation: Patroni's rules plus manning's own ([`validate`]), including the
+//!    (`schema`, [`model`], [`dynamic`]);
+//! 5. validation: Patroni's rules plus manning's own (`validate`), including the
 //!    timeout adjustments of `bootstrap.dcs` (warnings).
 //!
 //! Every stage reports into one list, so a single run shows every [`Problem`] with its

@@ -9,7 +9,7 @@
 //! 1. [`render`] replaces every `{{ … }}` with a placeholder token made only of letters,
 //!    digits and `_`, which YAML reads as a plain string wherever it stands, and remembers
 //!    the call and its position;
-//! 2. after parsing, [`substitute`] walks the tree and replaces the tokens inside scalars
+//! 2. after parsing, [`Substituter`] walks the tree and replaces the tokens inside scalars
 //!    with the real values, byte for byte. A substituted scalar is always a string and is
 //!    marked secret when a `secret` call contributed to it.
 //!
