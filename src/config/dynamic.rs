@@ -311,6 +311,19 @@ pub fn check_cmdline_parameter(name: &str, value: &Value) -> Result<Value, Strin
     }
 }
 
+/// Upper bounds from Patroni's validator for `bootstrap.dcs.postgresql.parameters`.
+fn parameter_max(name: &str) -> Option<i64> {
+    match name.to_ascii_lowercase().as_str() {
+        "max_connections"
+        | "max_prepared_transactions"
+        | "max_replication_slots"
+        | "max_wal_senders"
+        | "max_worker_processes" => Some(262_143),
+        "max_locks_per_transaction" => Some(2_147_483_647),
+        _ => None,
+    }
+}
+
 /// A PostgreSQL memory size in MB (`128MB`, `1GB`, `2048kB`, or a number of MB).
 fn size_in_mb(text: &str) -> Option<i64> {
     let split = text
@@ -801,7 +814,22 @@ pub(crate) fn parameters(cx: &mut Cx, node: &Node, local: bool) -> Option<BTreeM
             params.remove(&e.key);
         } else if !cx.lenient {
             // Kept as written (it is what gets written to the DCS); the merge drops it.
-            if let Err(why) = check_cmdline_parameter(&e.key, &value) {
+            let too_big = parameter_max(&e.key).and_then(|max| {
+                let n = match &value {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => crate::config::yaml::parse_yaml11_int(s.trim()),
+                    _ => None,
+                }?;
+                (n > max).then_some(max)
+            });
+            if let Some(max) = too_big {
+                cx.error(
+                    e.value.mark,
+                    format!(
+                        "must be at most {max} (Patroni's validator and PostgreSQL refuse more)"
+                    ),
+                );
+            } else if let Err(why) = check_cmdline_parameter(&e.key, &value) {
                 let shown = if e.value.contains_secret() {
                     String::new()
                 } else {
