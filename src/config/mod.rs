@@ -51,7 +51,7 @@ pub const DEFAULT_SECRETS_DIR: &str = "/run/secrets";
 const PG_LIB_ROOT: &str = "/usr/lib/postgresql";
 
 /// What to load and from where.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadOptions {
     /// A file, or a directory whose `*.yml`/`*.yaml` files are merged in name order.
     /// `None`: the YAML text in `PATRONI_CONFIGURATION`.
@@ -61,6 +61,18 @@ pub struct LoadOptions {
     pub env: BTreeMap<String, String>,
     /// Where `{{ secret "NAME" }}` reads `NAME`.
     pub secrets_dir: PathBuf,
+}
+
+/// Shows the names of the environment variables, never their values (some are
+/// passwords).
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("path", &self.path)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("secrets_dir", &self.secrets_dir)
+            .finish()
+    }
 }
 
 impl LoadOptions {

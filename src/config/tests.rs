@@ -434,3 +434,17 @@ fn fence_margin_is_checked_against_the_timeouts() {
         l.warnings
     );
 }
+
+#[test]
+fn load_options_debug_shows_no_values() {
+    let mut f = Fixture::new();
+    f.env("PATRONI_SUPERUSER_PASSWORD", "hunter2-value");
+    let opts = LoadOptions {
+        path: None,
+        env: f.env.clone(),
+        secrets_dir: f.dir.path().to_path_buf(),
+    };
+    let shown = format!("{opts:?}");
+    assert!(shown.contains("PATRONI_SUPERUSER_PASSWORD"));
+    assert!(!shown.contains("hunter2-value"));
+}
