@@ -41,6 +41,8 @@ pub enum Command {
     SocketDir(crate::init::socket_dir::Args),
     /// Accept on TCP or UNIX and pipe bytes to TCP or UNIX (socat's role; socat syntax works).
     Forward(crate::forward::Args),
+    /// Check a patroni.yml (every problem with file, line and key) or show it as JSON.
+    Config(crate::config::cmd::Args),
 }
 
 /// Parse the command line, run the chosen role, and turn its result into an exit code.
@@ -70,6 +72,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::SocketDir(args) => crate::init::socket_dir::run(args),
         Command::Forward(args) => crate::forward::run(args),
+        Command::Config(args) => crate::config::cmd::run(args),
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`api`]: Patroni's REST API (health checks, status, control endpoints, metrics).
 //! - [`cli`]: the command line and the dispatch to a role.
 //! - [`dcs`]: Patroni's key layout and JSON in etcd v3; lease, leader lock, watch.
+//! - [`config`]: `patroni.yml` (templates, `PATRONI_*` overlay, validation), the model
+//!   every role shares.
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`ha`]: the observe → decide → act loop; `decide` is pure.
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod dcs;
 pub mod error;
 pub mod forward;
