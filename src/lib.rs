@@ -9,6 +9,7 @@
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`init`]: PID-1 duties and `socket-dir`.
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
+//! - [`postgres`]: the postmaster process, initdb/bootstrap, conf files, SQL probes.
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod cli;
@@ -16,4 +17,5 @@ pub mod error;
 pub mod init;
 pub mod logging;
 pub mod net;
+pub mod postgres;
 pub mod signals;
