@@ -564,40 +564,44 @@ async fn prepare_start(spec: &PostmasterSpec) -> Result<(), StartError> {
     wait_for_orphans(data_dir, spec.orphan_wait).await
 }
 
-/// True when `pid` runs with a postgres process title (`postgres: checkpointer`, ...),
-/// i.e. it is a backend or auxiliary process, not a postmaster.
-fn is_backend(pid: Pid) -> bool {
+/// True when `pid` looks like a postmaster: a non-empty command line without a postgres
+/// process title (`postgres: checkpointer` ...). Backends that are exiting (empty command
+/// line) or were forked a moment ago (still the postmaster's argv) can look like one too,
+/// so callers only trust this after giving such transients time to go away.
+fn looks_like_postmaster(pid: Pid) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| c.starts_with(b"postgres: "))
+        .map(|c| !c.is_empty() && !c.starts_with(b"postgres: "))
         .unwrap_or(false)
 }
 
+/// Wait for postgres processes left in `data_dir` by a previous postmaster (killed, so its
+/// backends are exiting on their own). After `patience`: a process that still looks like a
+/// postmaster means a live server (no `postmaster.pid`, but running) — refuse; lingering
+/// backends get SIGQUIT, postgres' own immediate-shutdown signal, and 5 more seconds.
 async fn wait_for_orphans(data_dir: &Path, patience: Duration) -> Result<(), StartError> {
-    let mut found = pidfile::postgres_processes_in(data_dir);
-    if found.is_empty() {
-        return Ok(());
-    }
-    // A postmaster without a postmaster.pid is still a live server: do not touch it.
-    if let Some(pm) = found.iter().find(|p| !is_backend(p.pid)) {
-        return Err(StartError::AlreadyRunning {
-            pid: pm.pid,
-            data_dir: data_dir.to_path_buf(),
-        });
-    }
-    info!(
-        pids = ?found.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(),
-        "waiting for postgres processes of the previous postmaster to exit"
-    );
     let deadline = Instant::now() + patience;
     let mut quit_sent = false;
+    let mut announced = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        found = pidfile::postgres_processes_in(data_dir);
+        let found = pidfile::postgres_processes_in(data_dir);
         if found.is_empty() {
             return Ok(());
         }
+        if !announced {
+            info!(
+                pids = ?found.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(),
+                "waiting for postgres processes of the previous postmaster to exit"
+            );
+            announced = true;
+        }
         let now = Instant::now();
         if !quit_sent && now >= deadline {
+            if let Some(pm) = found.iter().find(|p| looks_like_postmaster(p.pid)) {
+                return Err(StartError::AlreadyRunning {
+                    pid: pm.pid,
+                    data_dir: data_dir.to_path_buf(),
+                });
+            }
             for p in &found {
                 warn!(pid = %p.pid, "orphaned postgres process did not exit; sending SIGQUIT");
                 let _ = nix::sys::signal::kill(p.pid, Signal::SIGQUIT);
@@ -609,6 +613,7 @@ async fn wait_for_orphans(data_dir: &Path, patience: Duration) -> Result<(), Sta
                 data_dir: data_dir.to_path_buf(),
             });
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

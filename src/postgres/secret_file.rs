@@ -110,6 +110,16 @@ pub fn pgpass_line(host: &str, port: &str, database: &str, user: &str, password:
     )
 }
 
+/// Write a persistent `.pgpass` (`postgresql.pgpass`, named by `passfile=` in a replica's
+/// `primary_conninfo`): atomically, mode 0600, owned by `owner` when we are root.
+pub fn write_pgpass(
+    path: &Path,
+    lines: &[String],
+    owner: Option<&RunAs>,
+) -> Result<(), super::conf::ConfError> {
+    super::conf::write_file(path, lines.concat().as_bytes(), owner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +139,24 @@ mod tests {
             assert_ne!(g.path(), f.path());
         }
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn persistent_pgpass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        write_pgpass(
+            &path,
+            &[pgpass_line("10.0.0.1", "5432", "*", "replicator", "p:w")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "10.0.0.1:5432:*:replicator:p\\:w\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
