@@ -57,7 +57,7 @@ const TESTS: &[Test] = &[
         pid1_reaps_orphans,
     ),
     (
-        "pid1_handles_sigterm_and_waits_for_its_child",
+        "pid1_handles_signals_and_waits_for_its_child",
         pid1_handles_sigterm,
     ),
     (
@@ -422,7 +422,9 @@ fn scenario_sigterm() -> Result<u8, String> {
                     return Ok(0);
                 }
                 InitEvent::Child => continue,
-                other => println!("unexpected event {other:?}"),
+                InitEvent::Reload => println!("GOT SIGHUP"),
+                InitEvent::Quit => println!("GOT SIGQUIT"),
+                InitEvent::Interrupt => println!("GOT SIGINT"),
             }
         }
     })
@@ -444,6 +446,15 @@ fn pid1_handles_sigterm() {
             .ok()
             .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
     });
+    // HUP, QUIT and INT reach PID 1 as events (a PID 1 without handlers would drop them).
+    for (sig, line) in [
+        (Signal::SIGHUP, "GOT SIGHUP"),
+        (Signal::SIGQUIT, "GOT SIGQUIT"),
+        (Signal::SIGINT, "GOT SIGINT"),
+    ] {
+        nix::sys::signal::kill(Pid::from_raw(inner), sig).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), line);
+    }
     let sent = Instant::now();
     nix::sys::signal::kill(Pid::from_raw(inner), Signal::SIGTERM).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
@@ -518,7 +529,22 @@ fn scenario_drop() -> Result<u8, String> {
         pgpass: Some(base.join("home/pgpass")),
     };
     privileges::prepare_dirs(&run_as, &dirs).map_err(|e| e.to_string())?;
+    let root_owned = base.join("root-owned");
+    std::fs::create_dir(&root_owned).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&root_owned, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
     privileges::drop_privileges(&run_as).map_err(|e| e.to_string())?;
+    // As the user: preparing again checks instead of changing, and says what is wrong.
+    println!(
+        "again_as_user_ok={}",
+        privileges::prepare_dirs(&run_as, &dirs).is_ok()
+    );
+    let mut bad = dirs.clone();
+    bad.socket_dirs = vec![root_owned];
+    match privileges::prepare_dirs(&run_as, &bad) {
+        Err(e) => println!("root_owned_socket_dir_error={e}"),
+        Ok(()) => println!("root_owned_socket_dir_error=none"),
+    }
     println!(
         "uid={} euid={} gid={} egid={}",
         nix::unistd::getuid(),
@@ -565,6 +591,11 @@ fn privileges_drop() {
         "{stdout}"
     );
     assert!(stdout.contains("regain_root=false"));
+    assert!(stdout.contains("again_as_user_ok=true"), "{stdout}");
+    assert!(
+        field(&stdout, "root_owned_socket_dir_error").contains("is not writable by postgres"),
+        "{stdout}"
+    );
     assert!(
         field(&stdout, "child_id").starts_with(&format!("uid={uid}(postgres)")),
         "{stdout}"

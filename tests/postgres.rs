@@ -285,6 +285,14 @@ async fn bootstrap_with_the_seed_configuration() {
     eprintln!("{}", logs_text());
     assert!(samples > 20, "the /proc sampler ran while bootstrap ran");
     assert!(hits.is_empty(), "secrets visible in /proc: {hits:?}");
+    // The temporary --pwfile and PGPASSFILE are gone.
+    let leftovers: Vec<_> = std::fs::read_dir(c.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("manning-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     let pm = done.postmaster.clone();
     // The postmaster runs as postgres.

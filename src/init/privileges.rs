@@ -354,6 +354,20 @@ pub fn prepare_dirs(run_as: &RunAs, dirs: &Dirs) -> Result<(), PrivilegeError> {
         info!(path = %data_dir.display(), from = %format!("{mode:04o}"), "set data directory mode to 0700");
     }
     for dir in &dirs.socket_dirs {
+        if !root && dir.is_dir() {
+            // Not ours to fix (e.g. a root-owned /run/postgresql from the image): only
+            // check that postgres can create its socket there.
+            let meta = std::fs::metadata(dir).map_err(io_err("inspecting", dir))?;
+            if !writable_by(&meta, run_as) {
+                return Err(PrivilegeError::Dir(format!(
+                    "socket directory {} is not writable by {}; fix its owner or mode, or \
+                     start manning as root",
+                    dir.display(),
+                    run_as.name
+                )));
+            }
+            continue;
+        }
         let owner = if root { Some(run_as.owner()) } else { None };
         ensure_dir(dir, dirs.socket_dir_mode, owner)
             .map_err(|e| PrivilegeError::Dir(format!("socket directory: {e:#}")))?;
