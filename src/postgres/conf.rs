@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::controldata::ControlData;
@@ -694,14 +694,14 @@ pub fn standby_signal_exists(data_dir: &Path) -> bool {
     data_dir.join(STANDBY_SIGNAL).exists()
 }
 
-/// Make sure `path` is mode 0600 (or 0640 with a group-access data directory).
-pub fn file_mode(path: &Path) -> io::Result<u32> {
-    Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn file_mode(path: &Path) -> io::Result<u32> {
+        Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
+    }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
