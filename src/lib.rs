@@ -15,6 +15,7 @@
 //! - [`init`]: PID-1 duties and `socket-dir`.
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
 //! - [`forward`]: `manning forward`, socat's role (socat address syntax accepted).
+//! - [`postgres`]: the postmaster process, initdb/bootstrap, conf files, SQL probes.
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod api;
@@ -27,4 +28,5 @@ pub mod ha;
 pub mod init;
 pub mod logging;
 pub mod net;
+pub mod postgres;
 pub mod signals;

@@ -34,6 +34,12 @@ pub fn init(level: Option<&str>, format: LogFormat) -> anyhow::Result<()> {
             _ => EnvFilter::new("info"),
         },
     };
+    // tokio_postgres logs every statement it sends at DEBUG, including role statements that
+    // carry password verifiers: never let those through, whatever the filter says.
+    let filter = match "tokio_postgres=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

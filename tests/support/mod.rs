@@ -632,3 +632,78 @@ pub fn wait_until_stopped(pid: Pid) {
         },
     );
 }
+
+/// Samples every process's `/proc/PID/cmdline` and `/proc/PID/environ` in a background
+/// thread, looking for secrets, until [`SecretWatch::finish`]. Proves that passwords never
+/// appear in argv or the environment of anything started while it runs.
+pub struct SecretWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl SecretWatch {
+    pub fn start(secrets: Vec<String>) -> SecretWatch {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut samples = 0usize;
+            let mut hits = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                samples += 1;
+                for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let name = entry.file_name();
+                    if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                        continue;
+                    }
+                    for file in ["cmdline", "environ"] {
+                        let Ok(bytes) = std::fs::read(entry.path().join(file)) else {
+                            continue;
+                        };
+                        for s in &secrets {
+                            if bytes.windows(s.len()).any(|w| w == s.as_bytes()) {
+                                let comm = std::fs::read_to_string(entry.path().join("comm"))
+                                    .unwrap_or_default();
+                                hits.push(format!(
+                                    "pid {} ({}) {file}",
+                                    name.to_string_lossy(),
+                                    comm.trim()
+                                ));
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (samples, hits)
+        });
+        SecretWatch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stop sampling; returns (number of sweeps over /proc, where secrets were seen).
+    pub fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .map(|h| h.join().expect("secret watch thread"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SecretWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The real uid of a process (from /proc/PID/status).
+pub fn process_uid(pid: i32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
