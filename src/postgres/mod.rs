@@ -29,35 +29,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// A password or other secret: never shown by `Debug` or `Display`.
-///
-/// The configuration module has its own secret type; this one keeps the postgres layer
-/// self-contained (the two convert through [`Secret::new`] and [`Secret::expose`]).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself. Call only where it is written to a 0600 file or hashed.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// Passwords are the configuration module's [`crate::config::Secret`]: one type whose
+/// `Debug`/`Display`/`Serialize` never show the value, from the YAML file to the pwfile.
+pub use crate::config::Secret;
 
 /// A user name with an optional password (`postgresql.authentication.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +95,7 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(format!("{s}"), "<redacted>");
         let c = Credentials {
             username: "admin".into(),
