@@ -41,6 +41,8 @@ pub enum Command {
     SocketDir(crate::init::socket_dir::Args),
     /// Accept on TCP or UNIX and pipe bytes to TCP or UNIX (socat's role; socat syntax works).
     Forward(crate::forward::Args),
+    /// Run postgres under HA control: Patroni's role (PID 1 or a systemd service).
+    Supervise(crate::supervise::Args),
     /// Check a patroni.yml (every problem with file, line and key) or show it as JSON.
     Config(crate::config::cmd::Args),
 }
@@ -73,6 +75,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::SocketDir(args) => crate::init::socket_dir::run(args),
         Command::Forward(args) => crate::forward::run(args),
         Command::Config(args) => crate::config::cmd::run(args),
+        Command::Supervise(args) => crate::supervise::run(args),
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
 //! - [`forward`]: `manning forward`, socat's role (socat address syntax accepted).
 //! - [`postgres`]: the postmaster process, initdb/bootstrap, conf files, SQL probes.
+//! - [`supervise`]: `manning supervise`, Patroni's role: the HA loop's shell, start-up, shutdown.
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod api;
@@ -30,3 +31,4 @@ pub mod logging;
 pub mod net;
 pub mod postgres;
 pub mod signals;
+pub mod supervise;

@@ -220,14 +220,11 @@ pub fn decide(o: &Observation) -> Plan {
     // etcd unreachable: keep doing what we do; a primary keeps its writes until the deadline.
     let Some(c) = &o.cluster else {
         return match (running_primary, fence_deadline(&o.lock, s)) {
-            (true, Some(deadline)) => {
-                let left = deadline.saturating_duration_since(o.now);
-                Plan::wait(format!(
-                    "etcd unreachable; still primary, writes allowed for {:.1} s more until \
-                     the fence deadline",
-                    left.as_secs_f64()
-                ))
-            }
+            (true, Some(_)) => Plan::wait(format!(
+                "etcd unreachable; still primary until the fence deadline ({} s after the \
+                 last lock renewal)",
+                s.ttl.saturating_sub(s.fence_margin).as_secs()
+            )),
             (true, None) if !s.paused => Plan::new(
                 vec![Action::Fence],
                 "etcd unreachable and running as primary without a renewed lock: stopping writes",
@@ -668,7 +665,12 @@ mod tests {
         o.now += Duration::from_secs(10);
         let p = decide(&o);
         assert!(p.actions.is_empty(), "{p:?}");
-        assert!(p.message.contains("7.0 s more"), "{}", p.message);
+        // The sentence stays the same from cycle to cycle (it is logged on change only).
+        assert!(
+            p.message.contains("17 s after the last lock renewal"),
+            "{}",
+            p.message
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!   DCS says, what local postgres is doing, what we know about our own lock, the clock and
 //!   the settings) it returns a [`decide::Plan`]: an ordered list of actions and one
 //!   sentence saying what and why. It does no IO, so every branch is a unit test.
+//! - [`fence`]: an OS thread that stops a primary in immediate mode at its fence deadline.
 //! - The shell that builds observations and executes plans lives in the supervisor.
 
 pub mod decide;
+pub mod fence;

@@ -1,0 +1,1048 @@
+//! The supervisor's shell around [`crate::ha::decide`]: it observes (etcd, the local
+//! postgres, the clock), asks `decide` for a plan, executes the plan's actions in order, and
+//! publishes what it knows (the member key in etcd, the REST API snapshot, systemd status).
+//!
+//! One task owns all of this state; nothing else mutates it. Other tasks only talk to it:
+//! the REST API sends commands over a channel, the etcd watch and the postmaster's exit wake
+//! it early, signals end it. The fence ([`crate::ha::fence`]) is the one exception that acts
+//! on its own: an OS thread that stops postgres at the deadline if the loop has not renewed
+//! the lock by then.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::api::control::replies;
+use crate::api::{ApiCommand, ApiRequest, Snapshot};
+use crate::config::{Config, DynamicConfig, LoadOptions};
+use crate::dcs::model::Cluster;
+use crate::dcs::{Dcs, DcsError, Renewal};
+use crate::ha::decide::{self, Action, DataDir, Lock, Observation, Plan, StartAs};
+use crate::ha::fence::Fence;
+use crate::init::notify::Notifier;
+use crate::init::pid1::{InitEvent, InitSignals};
+use crate::init::privileges::RunAs;
+use crate::init::reaper::Reaper;
+use crate::postgres::bootstrap::{self, BootstrapSpec, HbaSetup};
+use crate::postgres::process::{Postmaster, PostmasterOutput, PostmasterSpec, StopPlan};
+use crate::postgres::sql::{self, LocalConn, Probe, RoleSpec};
+use crate::postgres::{conf, controldata, initdb};
+
+use super::layout::{self, Layout};
+
+/// What the local postgres is doing, as the shell tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PgRun {
+    Stopped,
+    Crashed,
+    Starting { as_primary: bool, since: Instant },
+    Running,
+}
+
+/// How executing one action ended.
+enum Step {
+    /// Go on with the next action.
+    Next,
+    /// Stop this plan (a lost race, etcd unreachable); the next cycle decides again.
+    Abort(String),
+}
+
+/// How the supervisor stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShutdownMode {
+    /// SIGTERM/SIGINT: smart, then fast, then immediate.
+    Clean,
+    /// SIGQUIT: immediate at once.
+    Immediate,
+}
+
+/// The supervisor's state; owned by the one task that runs [`Node::run`].
+pub(super) struct Node {
+    pub(super) cfg: Config,
+    /// The configuration file (for reloads).
+    config_path: Option<std::path::PathBuf>,
+    /// The effective dynamic configuration (DCS `/config` merged with the local file).
+    pub(super) dynamic: DynamicConfig,
+    pub(super) layout: Layout,
+    run_as: RunAs,
+    reaper: Reaper,
+    dcs: Dcs,
+    fence: Fence,
+    notifier: Notifier,
+    snapshot_tx: watch::Sender<Snapshot>,
+
+    pub(super) pm: Option<Postmaster>,
+    pub(super) pg: PgRun,
+    /// We asked postgres to stop: its exit is not a crash.
+    stopping: bool,
+    pub(super) sysid: Option<u64>,
+    client: Option<tokio_postgres::Client>,
+    pub(super) probe: Option<Probe>,
+
+    pub(super) lock: Lock,
+    pub(super) cluster: Option<Cluster>,
+    /// Unix time of the last successful etcd read.
+    pub(super) dcs_last_seen: u64,
+    etcd_was_down: bool,
+    last_message: String,
+    pub(super) next_run: Instant,
+    ready_notified: bool,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Node {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        cfg: Config,
+        config_path: Option<std::path::PathBuf>,
+        layout: Layout,
+        run_as: RunAs,
+        reaper: Reaper,
+        dcs: Dcs,
+        fence: Fence,
+        notifier: Notifier,
+        snapshot_tx: watch::Sender<Snapshot>,
+    ) -> Node {
+        let dynamic = cfg.effective_dynamic(None);
+        Node {
+            cfg,
+            config_path,
+            dynamic,
+            layout,
+            run_as,
+            reaper,
+            dcs,
+            fence,
+            notifier,
+            snapshot_tx,
+            pm: None,
+            pg: PgRun::Stopped,
+            stopping: false,
+            sysid: None,
+            client: None,
+            probe: None,
+            lock: Lock::default(),
+            cluster: None,
+            dcs_last_seen: 0,
+            etcd_was_down: false,
+            last_message: String::new(),
+            next_run: Instant::now(),
+            ready_notified: false,
+        }
+    }
+
+    pub(super) fn loop_wait(&self) -> Duration {
+        Duration::from_secs(self.dynamic.loop_wait().max(1))
+    }
+
+    fn settings(&self) -> decide::Settings {
+        decide::Settings {
+            ttl: Duration::from_secs(self.dynamic.ttl()),
+            fence_margin: self.cfg.manning.fence_margin(),
+            primary_start_timeout: Duration::from_secs(self.dynamic.primary_start_timeout()),
+            nofailover: self.cfg.tags.nofailover.unwrap_or(false)
+                || self.cfg.tags.failover_priority == Some(0),
+            paused: self.dynamic.pause(),
+        }
+    }
+
+    /// Run until a shutdown signal; returns after postgres has stopped.
+    pub(super) async fn run(
+        mut self,
+        mut signals: InitSignals,
+        mut commands: mpsc::Receiver<ApiRequest>,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<()> {
+        let mut watch = self.dcs.watch();
+        let mut seen = watch.latest();
+        loop {
+            if let Err(e) = self.cycle().await {
+                error!("{e:#}");
+                self.shutdown(ShutdownMode::Clean).await;
+                return Err(e);
+            }
+            self.next_run = Instant::now() + self.loop_wait();
+            let nap = tokio::time::sleep_until(self.next_run.into());
+            tokio::pin!(nap);
+            let pm = self.pm.clone();
+            let pm_exit = async move {
+                match pm {
+                    Some(pm) => {
+                        pm.exited().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::pin!(pm_exit);
+            // Wait for the next reason to run a cycle.
+            loop {
+                tokio::select! {
+                    ev = signals.recv() => match ev {
+                        InitEvent::Terminate | InitEvent::Interrupt => {
+                            info!(signal = ev.signal_name(), "shutting down: stopping postgres, then releasing the leader lock");
+                            self.shutdown(ShutdownMode::Clean).await;
+                            return Ok(());
+                        }
+                        InitEvent::Quit => {
+                            info!("SIGQUIT: stopping postgres in immediate mode and exiting");
+                            self.shutdown(ShutdownMode::Immediate).await;
+                            return Ok(());
+                        }
+                        InitEvent::Reload => { self.reload(); break; }
+                        InitEvent::Child => continue,
+                    },
+                    Some(req) = commands.recv() => { self.handle_command(req).await; break; }
+                    _ = wake.notified() => break,
+                    _ = &mut pm_exit => break,
+                    cluster = watch.changed() => {
+                        let changes = cluster.changes_since(&seen);
+                        seen = cluster;
+                        if changes.leader || changes.config || changes.failover || changes.initialize {
+                            break;
+                        }
+                    }
+                    _ = &mut nap => break,
+                }
+            }
+        }
+    }
+
+    /// One observe → decide → act round, then publish.
+    async fn cycle(&mut self) -> anyhow::Result<()> {
+        let obs = match self.observe().await {
+            Ok(o) => o,
+            Err(e) => {
+                self.note(&format!("cannot observe the local data directory: {e:#}"));
+                self.publish().await;
+                return Ok(());
+            }
+        };
+        let plan = decide::decide(&obs);
+        self.note(&plan.message);
+        self.execute(&plan).await?;
+        self.heartbeat().await;
+        self.publish().await;
+        Ok(())
+    }
+
+    /// Log the plan's sentence when it differs from the last one (one line per change).
+    fn note(&mut self, message: &str) {
+        if message != self.last_message {
+            info!("{message}");
+            let _ = self.notifier.status(message);
+            self.last_message = message.to_string();
+        } else {
+            debug!("{message}");
+        }
+    }
+
+    // ---------------------------------------------------------------- observe
+
+    async fn observe(&mut self) -> anyhow::Result<Observation> {
+        match self.dcs.get_cluster().await {
+            Ok(c) => {
+                if self.etcd_was_down {
+                    info!("etcd answers again");
+                    self.etcd_was_down = false;
+                }
+                self.dcs_last_seen = unix_now();
+                if let Some(cc) = &c.config {
+                    let (d, warnings) = DynamicConfig::from_json_value(&cc.data);
+                    for w in warnings {
+                        warn!("etcd config key: {w}");
+                    }
+                    self.dynamic = self.cfg.effective_dynamic(Some(&d));
+                }
+                self.cluster = Some(c);
+            }
+            Err(e) => {
+                if !self.etcd_was_down {
+                    warn!("cannot read the cluster from etcd: {e}");
+                    self.etcd_was_down = true;
+                }
+                self.cluster = None;
+            }
+        }
+        if self.fence.take_fired() {
+            // The fence stopped postgres; the exit below is ours, not a crash.
+            self.stopping = true;
+            self.lock = Lock::default();
+        }
+        self.refresh_postgres().await;
+        let data = self.observe_data_dir().await?;
+        let cluster = self.cluster.as_ref().map(|c| decide::ClusterView {
+            initialize: c.initialize.clone(),
+            leader: c.leader.as_ref().map(|l| l.name.clone()),
+            has_config: c
+                .config
+                .as_ref()
+                .is_some_and(|cc| cc.data.as_object().is_some_and(|o| !o.is_empty())),
+        });
+        Ok(Observation {
+            now: Instant::now(),
+            me: self.cfg.name.clone(),
+            settings: self.settings(),
+            cluster,
+            lock: self.lock,
+            data,
+            postgres: self.pg_observation(),
+            activity: None,
+        })
+    }
+
+    fn pg_observation(&self) -> decide::Postgres {
+        match self.pg {
+            PgRun::Stopped => decide::Postgres::Stopped,
+            PgRun::Crashed => decide::Postgres::Crashed,
+            PgRun::Starting { as_primary, since } => {
+                decide::Postgres::Starting { as_primary, since }
+            }
+            PgRun::Running => decide::Postgres::Running {
+                primary: self.probe.as_ref().is_some_and(|p| !p.in_recovery),
+            },
+        }
+    }
+
+    /// Notice a postmaster exit, readiness, and the current role.
+    async fn refresh_postgres(&mut self) {
+        let Some(pm) = self.pm.clone() else {
+            return;
+        };
+        if let Some(status) = pm.exit_status() {
+            if self.stopping {
+                debug!(%status, "postgres stopped");
+                self.pg = PgRun::Stopped;
+            } else {
+                error!(%status, "postgres exited unexpectedly");
+                self.pg = PgRun::Crashed;
+            }
+            self.stopping = false;
+            self.pm = None;
+            self.client = None;
+            self.fence.disarm();
+            return;
+        }
+        if !pm.status().is_some_and(|s| s.accepts_connections()) {
+            if self.pg == PgRun::Running {
+                // It was running and no longer says so (shutting down, restarting).
+                self.pg = PgRun::Starting {
+                    as_primary: self.probe.as_ref().is_some_and(|p| !p.in_recovery),
+                    since: Instant::now(),
+                };
+            }
+            return;
+        }
+        match self.query_probe().await {
+            Ok(p) => {
+                if self.pg != PgRun::Running {
+                    info!(
+                        role = if p.in_recovery { "replica" } else { "primary" },
+                        "postgres accepts connections"
+                    );
+                }
+                self.probe = Some(p);
+                self.pg = PgRun::Running;
+            }
+            Err(e) => debug!("postgres status query failed: {e:#}"),
+        }
+    }
+
+    fn local_conn(&self) -> LocalConn {
+        let su = layout::superuser(&self.cfg);
+        LocalConn::new(
+            &self.layout.socket_dir,
+            self.layout.port,
+            &su.username,
+            su.password,
+        )
+    }
+
+    async fn client(&mut self) -> anyhow::Result<&tokio_postgres::Client> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = Some(self.local_conn().connect().await?);
+        }
+        self.client
+            .as_ref()
+            .ok_or_else(|| anyhow!("no connection to postgres"))
+    }
+
+    async fn query_probe(&mut self) -> anyhow::Result<Probe> {
+        let client = self.client().await?;
+        match sql::probe(client).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.client = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn observe_data_dir(&mut self) -> anyhow::Result<DataDir> {
+        if !self.layout.data_dir_initialized() {
+            self.sysid = None;
+            return Ok(DataDir::Empty);
+        }
+        let sysid = match self.sysid {
+            Some(s) => s,
+            None => {
+                let cd = controldata::read(&self.layout.bin, &self.layout.data_dir, None)
+                    .await
+                    .context("reading pg_controldata")?;
+                self.sysid = Some(cd.system_identifier);
+                cd.system_identifier
+            }
+        };
+        Ok(DataDir::Initialized {
+            sysid: sysid.to_string(),
+            was_primary: !conf::standby_signal_exists(&self.layout.data_dir),
+        })
+    }
+
+    // ---------------------------------------------------------------- act
+
+    async fn execute(&mut self, plan: &Plan) -> anyhow::Result<()> {
+        for action in &plan.actions {
+            match self.act(action).await? {
+                Step::Next => {}
+                Step::Abort(why) => {
+                    info!(action = ?action, "{why}");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn act(&mut self, action: &Action) -> anyhow::Result<Step> {
+        match action {
+            Action::KeepLock => Ok(self.keep_lock().await),
+            Action::AcquireLock => self.acquire_lock().await,
+            Action::Bootstrap => self.bootstrap().await,
+            Action::WriteInitialize => {
+                if let Some(sysid) = self.sysid {
+                    match self.dcs.set_initialize(&sysid.to_string()).await {
+                        Ok(()) => info!(
+                            sysid,
+                            "wrote the initialize key (adopting this data directory)"
+                        ),
+                        Err(e) => return Ok(Step::Abort(format!("writing initialize: {e}"))),
+                    }
+                }
+                Ok(Step::Next)
+            }
+            Action::WriteConfig => {
+                let value = serde_json::to_value(
+                    self.cfg
+                        .initial_dcs_config()
+                        .unwrap_or_else(|| self.dynamic.clone()),
+                )?;
+                match self.dcs.write_config(&value, None).await {
+                    Ok(_) => info!("wrote the dynamic configuration to etcd"),
+                    Err(e) => return Ok(Step::Abort(format!("writing config: {e}"))),
+                }
+                Ok(Step::Next)
+            }
+            Action::StartPostgres(role) => self.start_postgres(*role).await,
+            Action::Promote => self.promote().await,
+            Action::Demote => {
+                self.stop_postgres(StopPlan::immediate()).await;
+                self.lock = Lock::default();
+                self.fence.disarm();
+                self.start_postgres(StartAs::Replica).await
+            }
+            Action::Fence => {
+                if let Some(pm) = self.pm.clone() {
+                    error!(
+                        "stopping postgres in immediate mode: the leader lock could not be \
+                         renewed and may expire"
+                    );
+                    self.stop_postgres(StopPlan::immediate()).await;
+                    drop(pm);
+                }
+                self.lock = Lock::default();
+                self.fence.disarm();
+                Ok(Step::Next)
+            }
+            Action::GiveUpLock => {
+                self.stop_postgres(StopPlan::immediate()).await;
+                self.release_lock(None).await;
+                Ok(Step::Next)
+            }
+            Action::Fatal(msg) => bail!("{msg}"),
+        }
+    }
+
+    /// Record a successful renewal: the fence deadline moves.
+    fn renewed(&mut self, r: &Renewal) {
+        self.lock.renewed_sent_at = Some(r.sent_at.into_std());
+        if let Some(deadline) = decide::fence_deadline(&self.lock, &self.settings()) {
+            if let Some(pm) = &self.pm {
+                self.fence.arm(deadline, pm.clone());
+            }
+        }
+    }
+
+    async fn keep_lock(&mut self) -> Step {
+        match self.dcs.update_leader().await {
+            Ok(r) => {
+                if !self.lock.held() {
+                    info!("holding the leader lock");
+                }
+                self.renewed(&r);
+                Step::Next
+            }
+            Err(e @ (DcsError::LockLost { .. } | DcsError::LeaseLost { .. })) => {
+                error!("lost the leader lock: {e}");
+                self.lost_lock();
+                Step::Abort("the leader lock is lost".into())
+            }
+            Err(e) => Step::Abort(format!(
+                "could not renew the leader lock ({e}); writes continue until the fence deadline"
+            )),
+        }
+    }
+
+    /// The lock is definitely gone: a running primary must stop taking writes now.
+    fn lost_lock(&mut self) {
+        self.lock = Lock::default();
+        let primary = self.probe.as_ref().is_some_and(|p| !p.in_recovery)
+            || matches!(
+                self.pg,
+                PgRun::Starting {
+                    as_primary: true,
+                    ..
+                }
+            );
+        if primary {
+            if let Some(pm) = &self.pm {
+                self.fence.arm(Instant::now(), pm.clone());
+            }
+        } else {
+            self.fence.disarm();
+        }
+    }
+
+    async fn acquire_lock(&mut self) -> anyhow::Result<Step> {
+        match self.dcs.attempt_acquire_leader().await {
+            Ok(true) => {}
+            Ok(false) => return Ok(Step::Abort("another member took the leader lock".into())),
+            Err(e) => return Ok(Step::Abort(format!("could not take the leader lock: {e}"))),
+        }
+        // The lock lives on our lease; its expiry is the lease's, so renew it now to know
+        // from when the fence deadline counts.
+        match self.dcs.update_leader().await {
+            Ok(r) => {
+                info!("took the leader lock");
+                self.renewed(&r);
+                Ok(Step::Next)
+            }
+            Err(e) => {
+                self.lost_lock();
+                Ok(Step::Abort(format!(
+                    "took the leader lock but could not renew it: {e}"
+                )))
+            }
+        }
+    }
+
+    async fn release_lock(&mut self, last_lsn: Option<u64>) {
+        if !self.lock.held() {
+            return;
+        }
+        match self.dcs.delete_leader(last_lsn).await {
+            Ok(true) => info!("released the leader lock"),
+            Ok(false) => info!("the leader lock was no longer ours"),
+            Err(e) => warn!("could not release the leader lock (it expires with our lease): {e}"),
+        }
+        self.lock = Lock::default();
+        self.fence.disarm();
+    }
+
+    async fn start_postgres(&mut self, role: StartAs) -> anyhow::Result<Step> {
+        let as_primary = role == StartAs::Primary;
+        let cd = controldata::read(&self.layout.bin, &self.layout.data_dir, None)
+            .await
+            .context("reading pg_controldata before start")?;
+        self.sysid = Some(cd.system_identifier);
+        let mut params = conf::server_parameters(&layout::param_inputs(
+            &self.cfg,
+            &self.dynamic,
+            &self.layout,
+        ))
+        .map_err(|e| crate::error::usage(format!("postgresql parameters: {e}")))?;
+        for w in params.raise_to_controldata(&cd) {
+            warn!("{w}");
+        }
+        for w in &params.warnings {
+            debug!("{w}");
+        }
+        let owner = self.owner();
+        conf::write_postgresql_conf(&self.layout.data_dir, &params.conf, None, owner)?;
+        if as_primary {
+            conf::remove_recovery_signals(&self.layout.data_dir)?;
+        } else {
+            conf::write_standby_signal(&self.layout.data_dir, owner)?;
+        }
+        let mut spec = PostmasterSpec::new(self.layout.bin.clone(), &self.layout.data_dir);
+        spec.cmdline = params.cmdline;
+        spec.run_as = Some(self.run_as.clone());
+        spec.output = PostmasterOutput::Inherit;
+        let role_name = if as_primary { "primary" } else { "replica" };
+        info!(role = role_name, "starting postgres");
+        let pm = Postmaster::start(&spec)
+            .await
+            .with_context(|| format!("starting postgres as {role_name}"))?;
+        self.pm = Some(pm.clone());
+        self.stopping = false;
+        self.probe = None;
+        self.client = None;
+        self.pg = PgRun::Starting {
+            as_primary,
+            since: Instant::now(),
+        };
+        if as_primary && self.lock.held() {
+            self.renew_fence_target();
+        }
+        // Most starts (even crash recovery) take well under a loop; wait a little so the
+        // cycle that started postgres also publishes it running.
+        match pm.wait_ready(self.loop_wait()).await {
+            Ok(_) => self.refresh_postgres().await,
+            Err(e) => debug!("postgres not ready yet: {e}"),
+        }
+        Ok(Step::Next)
+    }
+
+    fn renew_fence_target(&self) {
+        if let (Some(deadline), Some(pm)) = (self.fence.deadline(), &self.pm) {
+            self.fence.arm(deadline, pm.clone());
+        } else if let (Some(deadline), Some(pm)) = (
+            decide::fence_deadline(&self.lock, &self.settings()),
+            &self.pm,
+        ) {
+            self.fence.arm(deadline, pm.clone());
+        }
+    }
+
+    fn owner(&self) -> Option<&RunAs> {
+        nix::unistd::geteuid().is_root().then_some(&self.run_as)
+    }
+
+    async fn stop_postgres(&mut self, plan: StopPlan) {
+        let Some(pm) = self.pm.clone() else {
+            return;
+        };
+        self.stopping = true;
+        self.client = None;
+        let outcome = pm.stop(plan).await;
+        info!(
+            mode = ?outcome.mode,
+            elapsed_ms = outcome.elapsed.as_millis() as u64,
+            status = %outcome.status,
+            "postgres stopped"
+        );
+        self.pm = None;
+        self.pg = PgRun::Stopped;
+        self.stopping = false;
+    }
+
+    async fn promote(&mut self) -> anyhow::Result<Step> {
+        info!("promoting postgres to primary");
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return Ok(Step::Abort(format!("cannot connect to promote: {e:#}"))),
+        };
+        let promoted: bool = client
+            .query_one("SELECT pg_catalog.pg_promote(true, 60)", &[])
+            .await
+            .map(|r| r.get(0))
+            .context("pg_promote")?;
+        if !promoted {
+            return Ok(Step::Abort("pg_promote did not finish within 60 s".into()));
+        }
+        self.refresh_postgres().await;
+        info!("postgres promoted to primary");
+        self.renew_fence_target();
+        Ok(Step::Next)
+    }
+
+    /// Race for `initialize`, then bootstrap locally and publish the new cluster.
+    async fn bootstrap(&mut self) -> anyhow::Result<Step> {
+        match self.dcs.race_initialize().await {
+            Ok(true) => {}
+            Ok(false) => return Ok(Step::Abort("another member is bootstrapping".into())),
+            Err(e) => return Ok(Step::Abort(format!("initialize race: {e}"))),
+        }
+        info!("won the initialize race: bootstrapping a new cluster");
+        let spec = match self.bootstrap_spec() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.dcs.cancel_initialize().await;
+                return Err(e);
+            }
+        };
+        // Keep our lease (and member key) alive while initdb and friends run.
+        let dcs = self.dcs.clone();
+        let every = self.loop_wait();
+        let keepalive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = dcs.keepalive().await {
+                    debug!("keepalive during bootstrap: {e}");
+                }
+            }
+        });
+        let result = bootstrap::bootstrap(&spec).await;
+        keepalive.abort();
+        let done = match result {
+            Ok(done) => done,
+            Err(failure) => {
+                let _ = self.dcs.cancel_initialize().await;
+                let usage = failure.error.is_usage();
+                let err = anyhow!("{failure}; removed the initialize key");
+                return Err(if usage {
+                    err.context(crate::error::UsageError("bootstrap failed".into()))
+                } else {
+                    err
+                });
+            }
+        };
+        self.sysid = Some(done.system_identifier);
+        self.pm = Some(done.postmaster);
+        self.probe = Some(done.probe);
+        self.pg = PgRun::Running;
+        self.stopping = false;
+        self.dcs
+            .set_initialize(&done.system_identifier.to_string())
+            .await
+            .context("writing the initialize key after bootstrap")?;
+        if let Some(d) = self.cfg.initial_dcs_config() {
+            self.dcs
+                .write_config(&serde_json::to_value(&d)?, None)
+                .await
+                .context("writing the dynamic configuration after bootstrap")?;
+        }
+        let r = self
+            .dcs
+            .take_leader()
+            .await
+            .context("taking the leader lock after bootstrap")?;
+        self.renewed(&r);
+        info!(
+            sysid = done.system_identifier,
+            "new cluster initialized; I am the leader"
+        );
+        Ok(Step::Next)
+    }
+
+    fn bootstrap_spec(&self) -> anyhow::Result<BootstrapSpec> {
+        let b = self
+            .cfg
+            .bootstrap
+            .as_ref()
+            .ok_or_else(|| crate::error::usage("no `bootstrap` section: cannot bootstrap"))?;
+        let initdb_json = serde_json::Value::Array(
+            b.initdb
+                .iter()
+                .map(|o| match o {
+                    crate::config::CmdOption::Flag(n) => serde_json::Value::String(n.clone()),
+                    crate::config::CmdOption::Value(n, v) => serde_json::json!({ n: v }),
+                })
+                .collect(),
+        );
+        let options = initdb::parse_options(&initdb_json)
+            .map_err(|e| crate::error::usage(format!("bootstrap.initdb: {e}")))?;
+        let dynamic = self.cfg.effective_dynamic(None);
+        let params =
+            conf::server_parameters(&layout::param_inputs(&self.cfg, &dynamic, &self.layout))
+                .map_err(|e| crate::error::usage(format!("postgresql parameters: {e}")))?;
+        for w in &params.warnings {
+            debug!("{w}");
+        }
+        let mut postmaster = PostmasterSpec::new(self.layout.bin.clone(), &self.layout.data_dir);
+        postmaster.run_as = Some(self.run_as.clone());
+        postmaster.output = PostmasterOutput::Inherit;
+        let auth = &self.cfg.postgresql.authentication;
+        let superuser = layout::superuser(&self.cfg);
+        let rewind = auth
+            .rewind
+            .as_ref()
+            .filter(|r| r.username != superuser.username)
+            .map(|r| crate::postgres::Credentials {
+                username: r.username.clone(),
+                password: r.password.clone(),
+            });
+        let users = b
+            .users
+            .iter()
+            .map(|(name, u)| RoleSpec::new(name, u.password.clone(), &u.options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| crate::error::usage(format!("bootstrap.users: {e}")))?;
+        Ok(BootstrapSpec {
+            initdb: initdb::InitdbSpec {
+                bin: self.layout.bin.clone(),
+                data_dir: self.layout.data_dir.clone(),
+                options,
+                superuser,
+                run_as: Some(self.run_as.clone()),
+                secret_dir: self.layout.secret_dir.clone(),
+                timeout: Duration::from_secs(600),
+            },
+            hba: HbaSetup {
+                append: b.pg_hba.clone(),
+                replace: self.cfg.postgresql.pg_hba.clone(),
+            },
+            params,
+            postmaster,
+            ready_timeout: Duration::from_secs(self.dynamic.primary_start_timeout().max(60)),
+            replication: Some(crate::postgres::Credentials {
+                username: auth.replication.username.clone(),
+                password: auth.replication.password.clone(),
+            }),
+            rewind,
+            users,
+            post_init: b.post_bootstrap.clone(),
+            post_init_timeout: Duration::from_secs(600),
+        })
+    }
+
+    // ---------------------------------------------------------------- publish
+
+    /// Keep the lease alive (non-leaders; the leader renews through `KeepLock`), write our
+    /// member key, and as leader the `status` key.
+    async fn heartbeat(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        if !self.lock.held() {
+            let renewed = match self.dcs.keepalive().await {
+                Err(DcsError::NoLease | DcsError::LeaseLost { .. }) => {
+                    self.dcs.refresh_lease().await
+                }
+                other => other,
+            };
+            if let Err(e) = renewed {
+                debug!("lease keepalive failed: {e}");
+            }
+        }
+        let member = self.member();
+        if let Err(e) = self.dcs.touch_member(&member).await {
+            debug!("writing our member key failed: {e}");
+        }
+        if self.lock.held() {
+            if let Some(lsn) = self.probe.as_ref().and_then(|p| p.flush_wal_lsn) {
+                let status = crate::dcs::model::Status {
+                    optime: lsn.0,
+                    ..Default::default()
+                };
+                if let Err(e) = self.dcs.write_status(&status).await {
+                    debug!("writing status failed: {e}");
+                }
+            }
+        }
+    }
+
+    async fn publish(&mut self) {
+        let snapshot = self.snapshot();
+        self.snapshot_tx.send_replace(snapshot);
+        let _ = self.notifier.watchdog();
+        if !self.ready_notified && self.pg == PgRun::Running {
+            let _ = self.notifier.ready(&self.last_message);
+            self.ready_notified = true;
+        }
+    }
+
+    // ---------------------------------------------------------------- control
+
+    fn reload(&mut self) {
+        info!("SIGHUP: reloading the configuration");
+        let opts = LoadOptions::from_process(self.config_path.clone());
+        match crate::config::load(&opts) {
+            Ok(loaded) => {
+                loaded.log_warnings();
+                self.cfg = loaded.config;
+                if let Err(e) = self.rewrite_conf_and_reload() {
+                    warn!("configuration reloaded, but postgres was not: {e:#}");
+                }
+            }
+            Err(problems) => {
+                warn!("reload refused, keeping the running configuration: {problems}");
+            }
+        }
+    }
+
+    fn rewrite_conf_and_reload(&mut self) -> anyhow::Result<()> {
+        let Some(pm) = self.pm.clone() else {
+            return Ok(());
+        };
+        let params = conf::server_parameters(&layout::param_inputs(
+            &self.cfg,
+            &self.dynamic,
+            &self.layout,
+        ))
+        .map_err(|e| anyhow!("postgresql parameters: {e}"))?;
+        conf::write_postgresql_conf(&self.layout.data_dir, &params.conf, None, self.owner())?;
+        pm.reload()?;
+        info!("postgres configuration rewritten and reloaded");
+        Ok(())
+    }
+
+    async fn handle_command(&mut self, req: ApiRequest) {
+        info!(peer = %req.peer, command = %req.command, "REST API request");
+        let reply = match req.command {
+            ApiCommand::Reload => {
+                self.reload();
+                replies::reload_scheduled()
+            }
+            ApiCommand::Restart(r) => {
+                if r.schedule.is_some() {
+                    replies::restart_failed("scheduled restarts are not supported by manning yet")
+                } else {
+                    self.restart().await
+                }
+            }
+            ApiCommand::DeleteScheduledRestart => replies::scheduled_restart_deleted(false),
+            ApiCommand::Reinitialize { .. } => {
+                if self.lock.held() {
+                    replies::reinitialize_refused("I am the leader, can not reinitialize")
+                } else {
+                    replies::reinitialize_refused("reinitialize is not supported by manning yet")
+                }
+            }
+            ApiCommand::Switchover(s) => {
+                let others = self
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.members.iter().filter(|m| m.name != self.cfg.name).count())
+                    .unwrap_or(0);
+                if others == 0 {
+                    replies::no_good_candidates(s.kind)
+                } else {
+                    replies::switchover_failed(s.kind)
+                }
+            }
+            ApiCommand::DeleteScheduledSwitchover => {
+                let version = self
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.failover.as_ref())
+                    .map(|f| f.mod_revision);
+                match version {
+                    None => replies::scheduled_switchover_deleted(false),
+                    Some(v) => match self.dcs.delete_failover(Some(v)).await {
+                        Ok(deleted) => replies::scheduled_switchover_deleted(deleted),
+                        Err(_) => replies::conflict(),
+                    },
+                }
+            }
+            ApiCommand::PatchConfig { patch } => self.patch_config(&patch).await,
+            ApiCommand::PutConfig { config } => {
+                match self
+                    .dcs
+                    .write_config(&serde_json::Value::Object(config.clone()), None)
+                    .await
+                {
+                    Ok(_) => replies::config(&config),
+                    Err(_) => replies::config_write_failed(),
+                }
+            }
+            ApiCommand::Failsafe { .. } => {
+                replies::failsafe_refused("failsafe_mode is not enabled")
+            }
+        };
+        req.responder.send(reply);
+    }
+
+    async fn patch_config(
+        &mut self,
+        patch: &serde_json::Map<String, serde_json::Value>,
+    ) -> crate::api::reply::Reply {
+        let cluster = match self.dcs.get_cluster().await {
+            Ok(c) => c,
+            Err(_) => return replies::no_config(),
+        };
+        let Some(cc) = cluster.config else {
+            return replies::no_config();
+        };
+        let mut data = cc.data.as_object().cloned().unwrap_or_default();
+        crate::api::control::patch_config(&mut data, patch);
+        match self
+            .dcs
+            .write_config(
+                &serde_json::Value::Object(data.clone()),
+                Some(cc.mod_revision),
+            )
+            .await
+        {
+            Ok(_) => replies::config(&data),
+            Err(DcsError::CasFailed { .. }) => replies::conflict(),
+            Err(_) => replies::config_write_failed(),
+        }
+    }
+
+    async fn restart(&mut self) -> crate::api::reply::Reply {
+        let Some(_) = self.pm else {
+            return replies::restart_failed("postgres is not running");
+        };
+        let primary = self.probe.as_ref().is_some_and(|p| !p.in_recovery);
+        let m = &self.cfg.manning;
+        self.stop_postgres(StopPlan::ladder(
+            m.smart_shutdown_timeout(),
+            m.fast_shutdown_timeout(),
+        ))
+        .await;
+        let role = if primary && self.lock.held() {
+            StartAs::Primary
+        } else {
+            StartAs::Replica
+        };
+        match self.start_postgres(role).await {
+            Ok(_) if self.pg == PgRun::Running => replies::restarted(),
+            Ok(_) => replies::restart_failed("postgres did not become ready"),
+            Err(e) => replies::restart_failed(&format!("{e:#}")),
+        }
+    }
+
+    // ---------------------------------------------------------------- shutdown
+
+    async fn shutdown(&mut self, mode: ShutdownMode) {
+        let _ = self.notifier.stopping("stopping postgres");
+        let last_lsn = self
+            .probe
+            .as_ref()
+            .and_then(|p| p.flush_wal_lsn)
+            .map(|l| l.0);
+        let plan = match mode {
+            ShutdownMode::Clean => StopPlan::ladder(
+                self.cfg.manning.smart_shutdown_timeout(),
+                self.cfg.manning.fast_shutdown_timeout(),
+            ),
+            ShutdownMode::Immediate => StopPlan::immediate(),
+        };
+        // Close our own connection first: smart mode waits for every session.
+        self.client = None;
+        self.stop_postgres(plan).await;
+        // The checkpoint of a clean shutdown is the last LSN the next leader must reach.
+        let last_lsn = match controldata::read(&self.layout.bin, &self.layout.data_dir, None).await
+        {
+            Ok(cd) if cd.state.is_clean_shutdown() => Some(cd.checkpoint_lsn.0),
+            _ => last_lsn,
+        };
+        self.release_lock(last_lsn).await;
+        if self.cluster.is_some() {
+            let member = self.member();
+            let _ = self.dcs.touch_member(&member).await;
+        }
+        self.fence.shutdown();
+        self.reaper.wait_all_children().await;
+        info!("stopped");
+    }
+}
