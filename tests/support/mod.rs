@@ -5,6 +5,8 @@
 //! it panics with a message saying what to install (`make deps`); it is never skipped.
 #![allow(dead_code)]
 
+pub mod member;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
