@@ -50,6 +50,10 @@ static: deps
 test: deps
 	$(CARGO) test --locked -- --test-threads=2
 
+## demo: a local cluster (etcd, postgres, proxy, forwarder) on loopback; Ctrl-C stops it.
+demo: deps build
+	./target/release/manning demo
+
 ## lint: formatting and clippy with warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check

@@ -43,6 +43,8 @@ pub enum Command {
     Forward(crate::forward::Args),
     /// Run postgres under HA control: Patroni's role (PID 1 or a systemd service).
     Supervise(crate::supervise::Args),
+    /// Start a local cluster (etcd, postgres, proxy, forwarder) on loopback; Ctrl-C stops it.
+    Demo(crate::demo::Args),
     /// Check a patroni.yml (every problem with file, line and key) or show it as JSON.
     Config(crate::config::cmd::Args),
 }
@@ -76,6 +78,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Forward(args) => crate::forward::run(args),
         Command::Config(args) => crate::config::cmd::run(args),
         Command::Supervise(args) => crate::supervise::run(args),
+        Command::Demo(args) => crate::demo::run(args),
     }
 }
 

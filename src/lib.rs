@@ -9,6 +9,7 @@
 //! - [`dcs`]: Patroni's key layout and JSON in etcd v3; lease, leader lock, watch.
 //! - [`config`]: `patroni.yml` (templates, `PATRONI_*` overlay, validation), the model
 //!   every role shares.
+//! - [`demo`]: `manning demo`, a whole stack on loopback in one command.
 //! - [`error`]: exit-code policy (0 ok, 1 runtime failure, 2 bad usage or configuration).
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`ha`]: the observe → decide → act loop; `decide` is pure.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dcs;
+pub mod demo;
 pub mod error;
 pub mod forward;
 pub mod ha;
