@@ -16,4 +16,5 @@ pub mod error;
 pub mod init;
 pub mod logging;
 pub mod net;
+pub mod proxy;
 pub mod signals;

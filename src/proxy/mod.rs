@@ -1,0 +1,2 @@
+//! `manning proxy`: HAProxy's role in the seed stack.
+pub mod haproxy_cfg;
