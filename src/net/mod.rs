@@ -6,11 +6,13 @@
 //! - [`listener`]: bind and accept on either kind; UNIX socket files handled safely.
 //! - [`stream`]: `Stream`, one type for an accepted or connected TCP or UNIX stream.
 //! - [`pump`]: copy bytes both ways until both directions are done, carrying half-close.
+//! - [`tcp_info`]: bytes and silence per direction of a TCP socket, from the kernel.
 
 pub mod endpoint;
 pub mod listener;
 pub mod pump;
 pub mod stream;
+pub mod tcp_info;
 
 pub use endpoint::Endpoint;
 pub use listener::Listener;

@@ -101,20 +101,13 @@ pub struct Counters {
     /// Bytes from clients (to servers) and to clients (from servers).
     pub bin: u64,
     pub bout: u64,
-    /// Client connections refused before reaching a server (no server, queue timeout).
-    pub ereq: u64,
-    /// Sessions whose connection to a server failed (after retries).
+    /// Connections that got no server (no server UP, queue timeout; counted on the
+    /// backend) or whose connection to the server failed after retries.
     pub econ: u64,
-    /// Sessions that ended on an error from the server.
-    pub eresp: u64,
     /// Connection retries.
     pub wretr: u64,
     /// Connection attempts to servers.
     pub connect: u64,
-    /// Sessions cut by the proxy: a server marked DOWN (`shutdown-sessions`), or shutdown.
-    pub killed: u64,
-    /// Sessions closed for inactivity.
-    pub idle_closed: u64,
     /// New sessions per second, and the most seen.
     pub rate: Rate,
     pub rate_max: u64,
