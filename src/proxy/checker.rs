@@ -78,11 +78,7 @@ pub async fn probe(t: &CheckTarget) -> (CheckResult, Option<IpAddr>) {
         .await
         {
             Err(_) => {
-                let r = done(
-                    CheckStatus::L4Tout,
-                    None,
-                    "DNS resolution timed out".into(),
-                );
+                let r = done(CheckStatus::L4Tout, None, "DNS resolution timed out".into());
                 return (r, None);
             }
             Ok(Err(e)) => {
@@ -138,11 +134,14 @@ pub async fn probe(t: &CheckTarget) -> (CheckResult, Option<IpAddr>) {
         }
     };
     let r = match timeout_at(read_deadline, exchange).await {
-        Err(_) => done(CheckStatus::L7Tout, None, "no complete status line in time".into()),
+        Err(_) => done(
+            CheckStatus::L7Tout,
+            None,
+            "no complete status line in time".into(),
+        ),
         Ok(Err(e)) => done(CheckStatus::SockErr, None, reason(&e)),
-        Ok(Ok(answer)) => check::http_result(&answer, http, start.elapsed()).unwrap_or_else(|| {
-            done(CheckStatus::L7Rsp, None, "incomplete response".into())
-        }),
+        Ok(Ok(answer)) => check::http_result(&answer, http, start.elapsed())
+            .unwrap_or_else(|| done(CheckStatus::L7Rsp, None, "incomplete response".into())),
     };
     (r, Some(ip))
 }
@@ -157,8 +156,12 @@ fn reason(e: &io::Error) -> String {
 
 /// Check server `i` of `backend` until `stop` turns true: first at once, then after each
 /// check the interval the backend returns.
-pub async fn run<P, F>(backend: Arc<Backend>, i: usize, mut probe: P, mut stop: watch::Receiver<bool>)
-where
+pub async fn run<P, F>(
+    backend: Arc<Backend>,
+    i: usize,
+    mut probe: P,
+    mut stop: watch::Receiver<bool>,
+) where
     P: FnMut() -> F,
     F: Future<Output = (CheckResult, Option<IpAddr>)>,
 {
@@ -195,7 +198,8 @@ mod tests {
         took: Duration,
         log: Arc<Mutex<Vec<Duration>>>,
         t0: Instant,
-    ) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = (CheckResult, Option<IpAddr>)> + Send>> {
+    ) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = (CheckResult, Option<IpAddr>)> + Send>>
+    {
         move || {
             let answers = answers.clone();
             let log = log.clone();
@@ -204,7 +208,11 @@ mod tests {
                 tokio::time::sleep(took).await;
                 let pass = *answers.lock().unwrap();
                 let r = CheckResult {
-                    status: if pass { CheckStatus::L7Ok } else { CheckStatus::L7Sts },
+                    status: if pass {
+                        CheckStatus::L7Ok
+                    } else {
+                        CheckStatus::L7Sts
+                    },
                     code: Some(if pass { 200 } else { 503 }),
                     info: String::new(),
                     duration: took,
@@ -229,7 +237,12 @@ mod tests {
         let t0 = Instant::now();
         let (stop_tx, stop) = watch::channel(false);
         let took = Duration::from_millis(2);
-        tokio::spawn(run(b.clone(), 0, scripted(pass.clone(), took, log.clone(), t0), stop));
+        tokio::spawn(run(
+            b.clone(),
+            0,
+            scripted(pass.clone(), took, log.clone(), t0),
+            stop,
+        ));
         // UP after the first check (init-state down: one pass).
         assert_eq!(until_state(&b, true, t0).await, took);
         // Start failing right after the second check began.
@@ -255,24 +268,45 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fastinter_and_downinter_pace_the_checks() {
-        let (b, _) = seed_backend(" server b 127.0.0.1:2 check port 8008 fastinter 500ms downinter 10s\n");
+        let (b, _) =
+            seed_backend(" server b 127.0.0.1:2 check port 8008 fastinter 500ms downinter 10s\n");
         let pass = Arc::new(Mutex::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
         let t0 = Instant::now();
         let (_stop_tx, stop) = watch::channel(false);
-        tokio::spawn(run(b.clone(), 1, scripted(pass.clone(), Duration::ZERO, log.clone(), t0), stop));
+        tokio::spawn(run(
+            b.clone(),
+            1,
+            scripted(pass.clone(), Duration::ZERO, log.clone(), t0),
+            stop,
+        ));
         tokio::time::sleep(Duration::from_secs(25)).await;
         // init-state down (health 1): the first failure drops to 0 = fully DOWN: downinter.
         let times = log.lock().unwrap().clone();
-        assert_eq!(times[..3], [Duration::ZERO, Duration::from_secs(10), Duration::from_secs(20)]);
+        assert_eq!(
+            times[..3],
+            [
+                Duration::ZERO,
+                Duration::from_secs(10),
+                Duration::from_secs(20)
+            ]
+        );
         // One pass (health 1 of rise 2): transitional, so fastinter.
         *pass.lock().unwrap() = true;
         tokio::time::sleep(Duration::from_secs(10)).await;
         let times = log.lock().unwrap().clone();
         assert_eq!(times[3], Duration::from_secs(30));
-        assert_eq!(times[4], Duration::from_millis(30_500), "fastinter while rising");
+        assert_eq!(
+            times[4],
+            Duration::from_millis(30_500),
+            "fastinter while rising"
+        );
         assert!(b.stats().servers[1].up);
-        assert_eq!(times[5], Duration::from_millis(33_000), "inter once fully UP");
+        assert_eq!(
+            times[5],
+            Duration::from_millis(33_000),
+            "inter once fully UP"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -283,12 +317,20 @@ mod tests {
         let h = tokio::spawn(run(
             b,
             0,
-            scripted(Arc::new(Mutex::new(true)), Duration::ZERO, log, Instant::now()),
+            scripted(
+                Arc::new(Mutex::new(true)),
+                Duration::ZERO,
+                log,
+                Instant::now(),
+            ),
             stop,
         ));
         tokio::time::sleep(Duration::from_secs(1)).await;
         stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(1), h).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(1), h)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
@@ -296,10 +338,18 @@ mod tests {
         let (_, l) = seed_backend("");
         let t = CheckTarget::new(&l, &l.servers[0]);
         assert_eq!(t.port, 8008);
-        assert_eq!(t.connect_limit(), Duration::from_millis(2500), "min(4s, inter)");
+        assert_eq!(
+            t.connect_limit(),
+            Duration::from_millis(2500),
+            "min(4s, inter)"
+        );
         let mut t2 = t.clone();
         t2.timeouts.check = None;
-        assert_eq!(t2.connect_limit(), Duration::from_millis(2500), "inter bounds the whole check");
+        assert_eq!(
+            t2.connect_limit(),
+            Duration::from_millis(2500),
+            "inter bounds the whole check"
+        );
         t2.timeouts.check = Some(Duration::from_secs(5));
         t2.inter = Duration::from_secs(10);
         assert_eq!(t2.connect_limit(), Duration::from_secs(4));
@@ -314,7 +364,9 @@ mod tests {
             let port = l.local_addr().unwrap().port();
             tokio::spawn(async move {
                 loop {
-                    let Ok((mut s, _)) = l.accept().await else { return };
+                    let Ok((mut s, _)) = l.accept().await else {
+                        return;
+                    };
                     let mut req = [0u8; 256];
                     let _ = s.read(&mut req).await;
                     let _ = s.write_all(reply).await;
@@ -329,16 +381,29 @@ mod tests {
         };
         let ok = responder(b"HTTP/1.0 200 OK\r\n\r\n").await;
         let (r, ip) = probe(&target(ok)).await;
-        assert_eq!((r.status, r.code, ip), (CheckStatus::L7Ok, Some(200), Some(IpAddr::from([127, 0, 0, 1]))));
+        assert_eq!(
+            (r.status, r.code, ip),
+            (
+                CheckStatus::L7Ok,
+                Some(200),
+                Some(IpAddr::from([127, 0, 0, 1]))
+            )
+        );
         let sts = responder(b"HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
         let (r, _) = probe(&target(sts)).await;
-        assert_eq!((r.status, r.info.as_str()), (CheckStatus::L7Sts, "Service Unavailable"));
+        assert_eq!(
+            (r.status, r.info.as_str()),
+            (CheckStatus::L7Sts, "Service Unavailable")
+        );
         let junk = responder(b"hello\r\n").await;
         assert_eq!(probe(&target(junk)).await.0.status, CheckStatus::L7Rsp);
         // Nothing listening.
         let closed = crate::proxy::checker::tests::free_port();
         let (r, _) = probe(&target(closed)).await;
-        assert_eq!((r.status, r.info.as_str()), (CheckStatus::L4Con, "Connection refused"));
+        assert_eq!(
+            (r.status, r.info.as_str()),
+            (CheckStatus::L4Con, "Connection refused")
+        );
         // A name that cannot resolve is a failed check, not an error.
         let mut t = target(ok);
         t.host = "no-such-host.invalid".into();

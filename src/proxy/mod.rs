@@ -7,3 +7,4 @@ pub mod frontend;
 pub mod haproxy_cfg;
 pub mod health;
 pub mod session;
+pub mod stats;
