@@ -39,6 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Create the shared socket directory with owner and mode, then exit (idempotent).
     SocketDir(crate::init::socket_dir::Args),
+    /// Route clients to the healthy primary, driven by the seed's haproxy.cfg (HAProxy's role).
+    Proxy(crate::proxy::Args),
 }
 
 /// Parse the command line, run the chosen role, and turn its result into an exit code.
@@ -60,6 +62,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::SocketDir(args) => crate::init::socket_dir::run(args),
+        Command::Proxy(args) => crate::proxy::run(args),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`logging`]: `tracing` set-up, human or JSON lines on stderr.
 //! - [`init`]: PID-1 duties and `socket-dir`.
 //! - [`net`]: TCP/UNIX endpoints, listeners and the byte pump.
+//! - [`proxy`]: `manning proxy`, HAProxy's role (reads the seed's haproxy.cfg).
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod cli;

@@ -701,7 +701,7 @@ impl TransitionLog {
                 "backend {} has no server available: new connections are refused",
                 self.backend
             ),
-            Some(true) => info!("backend {} has a server available again", self.backend),
+            Some(true) => info!("backend {} has a server available", self.backend),
             None => {}
         }
     }

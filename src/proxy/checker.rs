@@ -85,7 +85,10 @@ pub async fn probe(t: &CheckTarget) -> (CheckResult, Option<IpAddr>) {
                 let r = done(
                     CheckStatus::L4Con,
                     None,
-                    format!("DNS resolution failed: {}", reason(&e)),
+                    format!(
+                        "DNS resolution failed: {}",
+                        reason(&e).trim_start_matches("failed to lookup address information: ")
+                    ),
                 );
                 return (r, None);
             }

@@ -135,6 +135,9 @@ pub fn handle(
         }
     }
     let mut snap = snapshot();
+    if page.hide_version {
+        snap.version = None;
+    }
     if up_only {
         snap = only_up(snap);
     }
