@@ -163,7 +163,7 @@ pub fn parse_answer(buf: &[u8], eof: bool) -> Answer {
         None => {
             // Fail early on bytes that cannot start an HTTP answer.
             let n = buf.len().min(5);
-            if &buf[..n] != &b"HTTP/"[..n] {
+            if buf[..n] != b"HTTP/"[..n] {
                 return Answer::Invalid(format!("not HTTP: {}", printable(buf)));
             }
             return Answer::Incomplete;

@@ -195,14 +195,16 @@ mod tests {
         (Backend::new(&cfg.listens[0]), cfg.listens[0].clone())
     }
 
+    type ProbeFuture =
+        std::pin::Pin<Box<dyn Future<Output = (CheckResult, Option<IpAddr>)> + Send>>;
+
     /// A scripted server: answers pass/fail by time, each check taking `took`.
     fn scripted(
         answers: Arc<Mutex<bool>>,
         took: Duration,
         log: Arc<Mutex<Vec<Duration>>>,
         t0: Instant,
-    ) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = (CheckResult, Option<IpAddr>)> + Send>>
-    {
+    ) -> impl FnMut() -> ProbeFuture {
         move || {
             let answers = answers.clone();
             let log = log.clone();

@@ -82,7 +82,7 @@ impl Avg {
     /// The average (0 before the first sample).
     pub fn get(&self) -> u64 {
         let n = self.samples.min(Self::WINDOW);
-        if n == 0 { 0 } else { self.sum / n }
+        self.sum.checked_div(n).unwrap_or(0)
     }
 }
 

@@ -197,18 +197,18 @@ mod tests {
     #[test]
     fn intervals_follow_srv_getinter() {
         let inter = Duration::from_millis(2500);
-        let fast = Some(Duration::from_millis(500));
-        let down = Some(Duration::from_secs(10));
+        let (fast_d, down_d) = (Duration::from_millis(500), Duration::from_secs(10));
+        let (fast, down) = (Some(fast_d), Some(down_d));
         let mut h = seed(InitState::FullyUp);
         assert_eq!(h.next_interval(inter, fast, down), inter);
         h.observe(false);
-        assert_eq!(h.next_interval(inter, fast, down), fast.unwrap());
+        assert_eq!(h.next_interval(inter, fast, down), fast_d);
         assert_eq!(h.next_interval(inter, None, None), inter);
         for _ in 0..3 {
             h.observe(false);
         }
-        assert_eq!(h.next_interval(inter, fast, down), down.unwrap());
+        assert_eq!(h.next_interval(inter, fast, down), down_d);
         h.observe(true);
-        assert_eq!(h.next_interval(inter, fast, down), fast.unwrap());
+        assert_eq!(h.next_interval(inter, fast, down), fast_d);
     }
 }
