@@ -19,7 +19,11 @@ idle PostgreSQL sessions through it.
 Targets: manning proxy >= 1.1 x HAProxy TPS; forward+proxy >= 1.3 x socat+HAProxy;
 <= 30 MB RSS with 500 idle clients.
 
-Usage: bench/proxy.py [--seconds N] [--no-build]   (run as root: postgres runs as `postgres`)
+Each path runs --rounds times per mode, interleaved with the others, and the median is
+reported, because this machine is shared and its load drifts; the proxies' CPU time per
+transaction is reported next to it (it does not depend on that load).
+
+Usage: bench/proxy.py [--seconds N] [--rounds N] [--no-build]   (run as root: postgres runs as `postgres`)
 """
 
 import argparse
@@ -155,6 +159,22 @@ def responder(port, code):
     threading.Thread(target=serve, daemon=True).start()
 
 
+def median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a process and its reaped children."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def pgbench(port, seconds, connect_each, clients=8):
     args = [need("pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n", "-S",
             "-c", str(clients), "-j", "2", "-T", str(seconds)]
@@ -162,12 +182,13 @@ def pgbench(port, seconds, connect_each, clients=8):
         args.append("-C")
     out = subprocess.run(args + ["postgres"], capture_output=True, text=True)
     m = re.search(r"tps = ([\d.]+)", out.stdout)
-    if out.returncode != 0 or not m:
-        return None, (out.stderr or out.stdout).strip().splitlines()[-1:]
+    tx = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
+    if out.returncode != 0 or not m or not tx:
+        return None, 0, (out.stderr or out.stdout).strip().splitlines()[-1:]
     failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
     if failed and int(failed.group(1)) > 0:
-        return None, [f"{failed.group(1)} failed transactions"]
-    return float(m.group(1)), None
+        return None, 0, [f"{failed.group(1)} failed transactions"]
+    return float(m.group(1)), int(tx.group(1)), None
 
 
 def rss_mb(pid):
@@ -203,7 +224,9 @@ def pg_session(port):
 
 
 def wait_for_up(stats_port, what, timeout=15.0):
-    """Wait until the primary is UP on a stats page (HAProxy's or manning's)."""
+    """Wait for the steady state on a stats page (HAProxy's or manning's): the primary UP and
+    both replicas DOWN. HAProxy starts every server UP and cuts the replicas' sessions when
+    their first checks fail, which would abort a pgbench run started before that."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -216,19 +239,24 @@ def wait_for_up(stats_port, what, timeout=15.0):
                     break
                 data += d
             c.close()
+            status = {}
             for line in data.decode(errors="replace").splitlines():
                 cells = line.split(",")
-                if len(cells) > 17 and cells[1] == "manager" and cells[17] == "UP":
-                    return
+                if len(cells) > 17:
+                    status[cells[1]] = cells[17]
+            if status.get("manager") == "UP" and status.get("worker-01") == "DOWN" \
+                    and status.get("worker-02") == "DOWN":
+                return
         except OSError:
             pass
         time.sleep(0.1)
-    die(f"{what}: the primary never came UP")
+    die(f"{what}: the primary never came UP (or the replicas never went DOWN)")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10, help="pgbench duration per run (default 10)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs per path and mode, interleaved (default 3)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/manning as it is")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -277,48 +305,57 @@ def main():
                 f.write(text)
             return path, port, stats_port, sock
 
-        results = {}
-        notes = {}
-
-        def measure(label, port):
-            print(f"  {label}: pgbench -S -c 8 -T {args.seconds} ...", flush=True)
-            tps, err = pgbench(port, args.seconds, False)
-            print(f"  {label}: pgbench -S -C -c 8 -T {args.seconds} ...", flush=True)
-            cps, err2 = pgbench(port, args.seconds, True)
-            results[label] = (tps, cps)
-            if err or err2:
-                notes[label] = "; ".join((err or []) + (err2 or []))
-
-        print(f"work dir {work}; postgres on {pg_port}", flush=True)
-        measure("(a) direct", pg_port)
-
+        # Everything runs at once and the rounds interleave the paths, so that load from
+        # outside (the machine is shared) falls on every path alike; the median is reported.
+        # Proxy CPU per transaction (user + system of the proxy processes, socat's children
+        # included) does not depend on that load and is the steadier comparison.
         ha_cfg, ha_port, ha_stats, ha_sock = cfg("haproxy")
         ha = spawn(["/usr/sbin/haproxy", "-db", "-f", ha_cfg], log)
-        wait_for_up(ha_stats, "haproxy")
-        measure("(b) haproxy", ha_port)
-
         m_cfg, m_port, m_stats, m_sock = cfg("manning")
         mp = spawn([MANNING, "proxy", "-f", m_cfg], log)
+        wait_for_up(ha_stats, "haproxy")
         wait_for_up(m_stats, "manning proxy")
-        measure("(c) manning proxy", m_port)
-
         socat_port = free_port()
         so = spawn([need("socat"), f"TCP-L:{socat_port},fork,bind=localhost", f"UNIX:{ha_sock}"], log)
         wait_port(socat_port, "socat")
-        measure("(d) socat + haproxy", socat_port)
-        stop(so)
-
+        paths = [("(a) direct", pg_port, []), ("(b) haproxy", ha_port, [ha]),
+                 ("(c) manning proxy", m_port, [mp]), ("(d) socat + haproxy", socat_port, [so, ha])]
         if has_forward:
             fwd_port = free_port()
             fw = spawn([MANNING, "forward", f"TCP-L:{fwd_port},fork,bind=localhost", f"UNIX:{m_sock}"], log)
             wait_port(fwd_port, "manning forward")
-            measure("(e) manning forward + proxy", fwd_port)
-            stop(fw)
-        else:
+            paths.append(("(e) manning forward + proxy", fwd_port, [fw, mp]))
+        print(f"work dir {work}; postgres on {pg_port}; {args.rounds} rounds of {args.seconds} s per path and mode",
+              flush=True)
+        pgbench(pg_port, 3, False)  # warm-up: caches, autovacuum after pgbench -i
+        runs = {label: {False: [], True: []} for label, _, _ in paths}
+        cpu = {label: {False: [0.0, 0], True: [0.0, 0]} for label, _, _ in paths}
+        errors = {}
+        for connect_each in (False, True):
+            for r in range(args.rounds):
+                for label, port, procs in paths:
+                    mode = "-C " if connect_each else ""
+                    print(f"  round {r + 1}: {label}: pgbench -S {mode}-c 8 -T {args.seconds}", flush=True)
+                    before = sum(cpu_seconds(p.pid) for p in procs)
+                    tps, tx, err = pgbench(port, args.seconds, connect_each)
+                    time.sleep(0.3)  # let socat's children exit and be reaped
+                    used = sum(cpu_seconds(p.pid) for p in procs) - before
+                    if err:
+                        errors[label] = "; ".join(err)
+                        continue
+                    runs[label][connect_each].append(tps)
+                    cpu[label][connect_each][0] += used
+                    cpu[label][connect_each][1] += tx
+        results = {label: tuple(median(runs[label][c]) for c in (False, True)) for label, _, _ in paths}
+        cpu_per_tx = {label: tuple(cpu[label][c][0] / cpu[label][c][1] * 1e6 if cpu[label][c][1] else None
+                                   for c in (False, True)) for label, _, _ in paths}
+        notes = dict(errors)
+        if not has_forward:
             results["(e) manning forward + proxy"] = (None, None)
+            cpu_per_tx["(e) manning forward + proxy"] = (None, None)
             notes["(e) manning forward + proxy"] = "skipped: forward role not built"
-        stop(mp)
-        stop(ha)
+        for p in [so] + ([fw] if has_forward else []) + [mp, ha]:
+            stop(p)
 
         # Memory: a config that lets 500 sessions through (the seed's maxconn 128 would queue
         # the rest and close them after `timeout queue`); otherwise the seed's settings.
@@ -339,16 +376,20 @@ def main():
             memory[name] = (idle, loaded)
 
         print()
-        print(f"pgbench -S, 8 clients, {args.seconds} s per run, PostgreSQL 15 on loopback, "
-              f"{os.cpu_count()} CPUs shared by pgbench, postgres and the proxy")
-        print(f"{'path':<30} {'TPS':>10} {'vs direct':>10} {'conn/s (-C)':>12} {'vs direct':>10}")
+        print(f"pgbench -S, 8 clients, median of {args.rounds} runs of {args.seconds} s, PostgreSQL 15 on "
+              f"loopback, {os.cpu_count()} CPUs shared by pgbench, postgres and the proxies")
+        print(f"{'path':<30} {'TPS':>8} {'/direct':>8} {'CPU us/tx':>10} {'conn/s -C':>10} {'/direct':>8} "
+              f"{'CPU us/conn':>12}")
         direct_tps, direct_cps = results["(a) direct"]
         for label, (tps, cps) in results.items():
             if tps is None and cps is None:
                 print(f"{label:<30} {notes.get(label, 'failed')}")
                 continue
-            t = f"{tps:>10.0f} {tps / direct_tps:>10.2f}" if tps else f"{'-':>10} {'':>10}"
-            c = f"{cps:>12.0f} {cps / direct_cps:>10.2f}" if cps else f"{'-':>12} {'':>10}"
+            ct, cc = cpu_per_tx[label]
+            t = f"{tps:>8.0f} {tps / direct_tps:>8.2f}" if tps else f"{'-':>8} {'':>8}"
+            t += f" {ct:>10.1f}" if ct and label != "(a) direct" else f" {'':>10}"
+            c = f"{cps:>10.0f} {cps / direct_cps:>8.2f}" if cps else f"{'-':>10} {'':>8}"
+            c += f" {cc:>12.1f}" if cc and label != "(a) direct" else f" {'':>12}"
             print(f"{label:<30} {t} {c}" + (f"   ({notes[label]})" if label in notes else ""))
 
         def ratio(a, b, what, target):
@@ -357,7 +398,9 @@ def main():
                 if ta[i] and tb[i]:
                     r = ta[i] / tb[i]
                     verdict = "meets" if r >= target else "MISSES"
-                    print(f"  {what} {kind}: {r:.2f} x (target >= {target}: {verdict})")
+                    ca, cb = cpu_per_tx[a][i], cpu_per_tx[b][i]
+                    extra = f"; proxy CPU per {'tx' if i == 0 else 'conn'} {ca / cb:.2f} x" if ca and cb else ""
+                    print(f"  {what} {kind}: {r:.2f} x (target >= {target}: {verdict}){extra}")
                 else:
                     print(f"  {what} {kind}: not measured ({notes.get(a, notes.get(b, 'failed'))})")
 

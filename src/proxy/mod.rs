@@ -229,6 +229,12 @@ async fn serve(cfg: Config, grace: Duration) -> anyhow::Result<()> {
             });
         }
         let binds: Vec<String> = l.binds.iter().map(|b| b.endpoint.to_string()).collect();
+        if l.servers.is_empty() {
+            warn!(
+                "listen {} (line {}) has no server: its clients will be refused",
+                l.name, l.line
+            );
+        }
         let checked = l.servers.iter().filter(|s| s.check).count();
         info!(
             "listen {} on {}: {} servers ({checked} checked; none receives connections before its check passes)",

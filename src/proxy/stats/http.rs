@@ -52,12 +52,20 @@ impl std::fmt::Debug for StatsPage {
     }
 }
 
+/// How often the HTML page reloads itself when `stats refresh` is not set (HAProxy does not
+/// reload then; an operator watching a failover wants it to). `stats refresh 0` turns it off.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(10);
+
 impl StatsPage {
     pub fn new(cfg: &StatsListen) -> StatsPage {
         StatsPage {
             uri: cfg.uri.clone(),
             realm: cfg.realm.clone(),
-            refresh: cfg.refresh,
+            refresh: match cfg.refresh {
+                None => Some(DEFAULT_REFRESH),
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+            },
             hide_version: cfg.hide_version,
             tokens: cfg
                 .auth
@@ -351,6 +359,26 @@ mod tests {
         assert_eq!(handle(&p, "POST", "/", None, &seed_snapshot).status, 405);
         let mut q = page(&[]);
         q.uri = "/haproxy?stats".into();
+        let mut cfg = StatsListen {
+            name: "s".into(),
+            line: 1,
+            id: 1,
+            binds: vec![],
+            uri: "/".into(),
+            auth: vec![],
+            realm: "r".into(),
+            refresh: None,
+            hide_version: true,
+        };
+        assert_eq!(StatsPage::new(&cfg).refresh, Some(DEFAULT_REFRESH));
+        cfg.refresh = Some(Duration::ZERO);
+        assert_eq!(StatsPage::new(&cfg).refresh, None);
+        let hidden = StatsPage::new(&cfg);
+        assert!(
+            !handle(&hidden, "GET", "/", None, &seed_snapshot)
+                .body
+                .contains("version 0.1.0")
+        );
         assert_eq!(
             get(&q, "/haproxy?stats;csv", None).content_type,
             "text/plain"
