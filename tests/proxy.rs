@@ -523,10 +523,19 @@ fn stats_page_csv_json_metrics_and_auth() {
     assert_eq!(csv["BACKEND"]["act"], "1");
     // Traffic shows in the counters.
     assert_eq!(p.which(), Ok(a.port));
-    let after = parse_csv(&get("/;csv"));
+    // The session's bytes are counted when it ends, a moment after psql exits.
+    let after = wait_for(
+        "the session's bytes in the stats",
+        Duration::from_secs(5),
+        || {
+            let csv = parse_csv(&get("/;csv"));
+            let n = |sv: &str, col: &str| csv[sv][col].parse::<u64>().unwrap_or(0);
+            (n("pg-a", "bin") > 0 && n("pg-a", "bout") > 0 && n("FRONTEND", "bout") > 0)
+                .then_some(csv)
+        },
+    );
     assert_eq!(after["pg-a"]["stot"], "1");
-    assert!(after["pg-a"]["bin"].parse::<u64>().unwrap() > 0);
-    assert!(after["FRONTEND"]["bout"].parse::<u64>().unwrap() > 0);
+    assert_eq!(after["pg-a"]["scur"], "0");
     let json: serde_json::Value = serde_json::from_str(&get("/;json")).expect("JSON");
     assert!(json.as_array().unwrap().len() >= 5);
     let metrics = get("/metrics");
