@@ -47,6 +47,8 @@ pub enum Command {
     Demo(crate::demo::Args),
     /// Check a patroni.yml (every problem with file, line and key) or show it as JSON.
     Config(crate::config::cmd::Args),
+    /// Route clients to the healthy primary, driven by the seed's haproxy.cfg (HAProxy's role).
+    Proxy(crate::proxy::Args),
 }
 
 /// Parse the command line, run the chosen role, and turn its result into an exit code.
@@ -79,6 +81,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Config(args) => crate::config::cmd::run(args),
         Command::Supervise(args) => crate::supervise::run(args),
         Command::Demo(args) => crate::demo::run(args),
+        Command::Proxy(args) => crate::proxy::run(args),
     }
 }
 

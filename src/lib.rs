@@ -18,6 +18,7 @@
 //! - [`forward`]: `manning forward`, socat's role (socat address syntax accepted).
 //! - [`postgres`]: the postmaster process, initdb/bootstrap, conf files, SQL probes.
 //! - [`supervise`]: `manning supervise`, Patroni's role: the HA loop's shell, start-up, shutdown.
+//! - [`proxy`]: `manning proxy`, HAProxy's role (reads the seed's haproxy.cfg).
 //! - [`signals`]: the shutdown signals every long-running role listens for.
 
 pub mod api;
@@ -32,5 +33,6 @@ pub mod init;
 pub mod logging;
 pub mod net;
 pub mod postgres;
+pub mod proxy;
 pub mod signals;
 pub mod supervise;

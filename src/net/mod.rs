@@ -9,6 +9,7 @@
 //!   splice(2) through pooled pipes, plain copy as the fallback.
 //! - [`splice`]: the pipes and system calls behind the pump's fast path.
 //! - [`limits`]: raising the open-file limit for connection-heavy roles.
+//! - [`tcp_info`]: bytes and silence per direction of a TCP socket, from the kernel.
 
 pub mod endpoint;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod listener;
 pub mod pump;
 pub mod splice;
 pub mod stream;
+pub mod tcp_info;
 
 pub use endpoint::Endpoint;
 pub use listener::Listener;

@@ -709,3 +709,69 @@ pub fn process_uid(pid: i32) -> Option<u32> {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
+/// A stand-in for a Patroni member's REST API as HAProxy sees it: answers every request
+/// with a bare status line (`HTTP/1.0 200 OK\r\n\r\n`, as Patroni answers `OPTIONS /`) and
+/// closes. The test changes the code at any time with [`StatusResponder::set`].
+pub struct StatusResponder {
+    pub port: u16,
+    code: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StatusResponder {
+    /// Listen on a free loopback port, answering `code`.
+    pub fn start(code: u16) -> StatusResponder {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind responder");
+        let port = listener.local_addr().expect("responder addr").port();
+        let code = Arc::new(AtomicU16::new(code));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, h, s) = (code.clone(), hits.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                h.fetch_add(1, Ordering::SeqCst);
+                let code = c.load(Ordering::SeqCst);
+                let reason = if code == 200 {
+                    "OK"
+                } else {
+                    "Service Unavailable"
+                };
+                let _ = write!(conn, "HTTP/1.0 {code} {reason}\r\n\r\n");
+            }
+        });
+        StatusResponder {
+            port,
+            code,
+            hits,
+            stop,
+        }
+    }
+
+    /// Answer `code` from now on.
+    pub fn set(&self, code: u16) {
+        self.code.store(code, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Requests answered so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for StatusResponder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so the thread sees the flag and ends.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}

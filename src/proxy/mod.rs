@@ -1,0 +1,355 @@
+//! `manning proxy`: HAProxy's role in the seed stack, driven by the seed's own
+//! `haproxy.cfg`.
+//!
+//! Each `listen` section accepts clients on its `bind`s (TCP and UNIX) and sends each one
+//! to an UP server, checked over HTTP the way HAProxy checks Patroni's REST API. A `listen`
+//! with `stats enable` serves the status page (HTML, CSV, JSON, Prometheus).
+//!
+//! Modules, from the outside in:
+//! - [`haproxy_cfg`]: the configuration subset and its parser (errors name the line).
+//! - [`frontend`]: accept loops under `global maxconn`, the FRONTEND counters.
+//! - [`session`]: one client: slot, connect with retries, pump, cut, inactivity.
+//! - [`backend`]: servers' UP/DOWN state (a `watch` per server), routing, limits, queue.
+//! - [`checker`], [`check`], [`health`]: health checks (IO, protocol, rise/fall).
+//! - [`counters`], [`stats`]: the numbers and their renderings.
+//!
+//! One deliberate difference from HAProxy: a checked server starts DOWN and is checked at
+//! once (HAProxy's `init-state down`; HAProxy's default is `up`), so a proxy that starts
+//! while a replica answers 503 never sends it a connection. `init-state up` restores
+//! HAProxy's behaviour per server.
+
+pub mod backend;
+pub mod check;
+pub mod checker;
+pub mod counters;
+pub mod frontend;
+pub mod haproxy_cfg;
+pub mod health;
+pub mod session;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::error::usage;
+use crate::net::Listener;
+use crate::net::listener::BindOptions;
+use backend::Backend;
+use frontend::{Frontend, Phase};
+use haproxy_cfg::{Config, parse_time};
+use session::Route;
+use stats::{FrontendStats, Snapshot};
+
+/// `global maxconn` when the file does not set one.
+pub const DEFAULT_MAXCONN: u32 = 2000;
+
+/// Arguments of `manning proxy`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// HAProxy configuration file. The subset the seed stack uses is supported; any other
+    /// directive is an error naming its line.
+    #[arg(
+        long,
+        short = 'f',
+        value_name = "FILE",
+        env = "MANNING_HAPROXY_CONFIG",
+        default_value = "/usr/local/etc/haproxy/haproxy.cfg"
+    )]
+    pub haproxy_config: PathBuf,
+
+    /// Check the configuration, print what it sets up, and exit (like `haproxy -c`).
+    #[arg(long, short = 'c')]
+    pub check: bool,
+
+    /// On SIGTERM or SIGINT: stop accepting at once, let open sessions go on for this
+    /// long, then close them (HAProxy time syntax: 500ms, 2s, ...).
+    #[arg(long, default_value = "2s", value_name = "TIME", value_parser = parse_time)]
+    pub shutdown_grace: Duration,
+
+    /// Worker threads (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Run `manning proxy`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = load(&args)?;
+    if args.check {
+        print!("{}", describe(&cfg, &args));
+        return Ok(());
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all().thread_name("proxy");
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.build().context("starting the async runtime")?;
+    rt.block_on(serve(cfg, args.shutdown_grace))
+}
+
+/// Read and parse the configuration; errors exit 2.
+pub fn load(args: &Args) -> anyhow::Result<Config> {
+    let file = args.haproxy_config.display().to_string();
+    let text = std::fs::read_to_string(&args.haproxy_config)
+        .map_err(|e| usage(format!("cannot read the HAProxy configuration {file}: {e}")))?;
+    let cfg = haproxy_cfg::parse(&file, &text, &|k| std::env::var(k).ok())
+        .map_err(|e| usage(e.to_string()))?;
+    if cfg.listens.is_empty() && cfg.stats.is_empty() {
+        return Err(usage(format!("{file}: no 'listen' section, nothing to do")));
+    }
+    Ok(cfg)
+}
+
+/// A summary of what the configuration sets up (for `--check`).
+pub fn describe(cfg: &Config, args: &Args) -> String {
+    let mut out = format!(
+        "{}: configuration is valid\nglobal maxconn {}\n",
+        args.haproxy_config.display(),
+        cfg.global_maxconn.unwrap_or(DEFAULT_MAXCONN)
+    );
+    for l in &cfg.listens {
+        let binds: Vec<String> = l.binds.iter().map(|b| b.endpoint.to_string()).collect();
+        out.push_str(&format!("listen {} on {}\n", l.name, binds.join(", ")));
+        for s in &l.servers {
+            let check = if s.check {
+                format!(
+                    "check port {} inter {:?} rise {} fall {}",
+                    s.effective_check_port(),
+                    s.inter,
+                    s.rise,
+                    s.fall
+                )
+            } else {
+                "no check".into()
+            };
+            let limit = if s.maxconn > 0 {
+                format!("maxconn {}", s.maxconn)
+            } else {
+                "no maxconn".into()
+            };
+            out.push_str(&format!(
+                "  server {} {}:{} {limit}, {check}{}\n",
+                s.name,
+                s.host,
+                s.port,
+                if s.shutdown_sessions_on_down {
+                    ", shutdown-sessions"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    for s in &cfg.stats {
+        let binds: Vec<String> = s.binds.iter().map(|b| b.endpoint.to_string()).collect();
+        out.push_str(&format!(
+            "stats {} on {} uri {}{}\n",
+            s.name,
+            binds.join(", "),
+            s.uri,
+            if s.auth.is_empty() {
+                ""
+            } else {
+                " (basic auth)"
+            }
+        ));
+    }
+    out
+}
+
+async fn serve(cfg: Config, grace: Duration) -> anyhow::Result<()> {
+    let signal = crate::signals::shutdown_signal().context("installing signal handlers")?;
+    raise_open_files_limit();
+    for (line, what) in &cfg.accepted_without_effect {
+        info!("line {line}: '{what}' accepted; manning logs to stderr");
+    }
+    let started = Instant::now();
+    let maxconn = cfg.global_maxconn.unwrap_or(DEFAULT_MAXCONN);
+    let limit = Arc::new(Semaphore::new(maxconn as usize));
+    let (phase_tx, phase) = watch::channel(Phase::Running);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let mut loops: Vec<JoinHandle<()>> = Vec::new();
+    let mut pairs = Vec::new();
+
+    for l in &cfg.listens {
+        let backend = Backend::new(l);
+        let frontend = Arc::new(Frontend::new(&l.name, l.id, u64::from(maxconn)));
+        let route = Arc::new(Route {
+            frontend: frontend.clone(),
+            backend: backend.clone(),
+            retries: l.retries,
+            timeouts: l.timeouts,
+        });
+        let mut bound = Vec::new();
+        for b in &l.binds {
+            let opts = BindOptions {
+                unix_mode: b.unix_mode,
+                backlog: None,
+            };
+            let listener = Listener::bind(&b.endpoint, &opts).await.with_context(|| {
+                format!(
+                    "listen '{}': cannot listen on {} (line {})",
+                    l.name, b.endpoint, b.line
+                )
+            })?;
+            bound.push(listener);
+        }
+        for listener in bound {
+            loops.push(tokio::spawn(frontend::accept_loop(
+                listener,
+                route.clone(),
+                limit.clone(),
+                phase.clone(),
+                alive_tx.clone(),
+            )));
+        }
+        for (i, s) in l.servers.iter().enumerate() {
+            if !s.check {
+                continue;
+            }
+            let target = checker::CheckTarget::new(l, s);
+            let probe = move || {
+                let t = target.clone();
+                async move { checker::probe(&t).await }
+            };
+            let stop = phase.clone();
+            let (stop_tx, stop_rx) = watch::channel(false);
+            tokio::spawn(checker::run(backend.clone(), i, probe, stop_rx));
+            tokio::spawn(async move {
+                let mut stop = stop;
+                let _ = stop.wait_for(|p| *p == Phase::Stopped).await;
+                let _ = stop_tx.send(true);
+            });
+        }
+        let binds: Vec<String> = l.binds.iter().map(|b| b.endpoint.to_string()).collect();
+        if l.servers.is_empty() {
+            warn!(
+                "listen {} (line {}) has no server: its clients will be refused",
+                l.name, l.line
+            );
+        }
+        let checked = l.servers.iter().filter(|s| s.check).count();
+        info!(
+            "listen {} on {}: {} servers ({checked} checked; none receives connections before its check passes)",
+            l.name,
+            binds.join(", "),
+            l.servers.len()
+        );
+        pairs.push((frontend, backend));
+    }
+
+    let source = snapshot_source(pairs, started, phase.clone());
+    for s in &cfg.stats {
+        let page = Arc::new(stats::http::StatsPage::new(s));
+        for b in &s.binds {
+            let listener = Listener::bind(&b.endpoint, &BindOptions::default())
+                .await
+                .with_context(|| {
+                    format!(
+                        "stats '{}': cannot listen on {} (line {})",
+                        s.name, b.endpoint, b.line
+                    )
+                })?;
+            loops.push(tokio::spawn(stats::http::serve(
+                listener,
+                page.clone(),
+                source.clone(),
+                phase.clone(),
+            )));
+        }
+        let binds: Vec<String> = s.binds.iter().map(|b| b.endpoint.to_string()).collect();
+        info!(
+            "status page on {} at {} (;csv, ;json, /metrics){}",
+            binds.join(", "),
+            s.uri,
+            if s.auth.is_empty() {
+                ""
+            } else {
+                ", basic auth"
+            }
+        );
+    }
+
+    let sig = signal.await;
+    info!("{sig}: no longer accepting; open sessions get {grace:?} to finish");
+    let _ = phase_tx.send(Phase::Draining);
+    for l in loops {
+        let _ = l.await;
+    }
+    drop(alive_tx);
+    let open = maxconn as usize - limit.available_permits();
+    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+        let left = maxconn as usize - limit.available_permits();
+        warn!("closing {left} sessions still open after {grace:?} ({open} were open at {sig})");
+    }
+    let _ = phase_tx.send(Phase::Stopped);
+    let _ = tokio::time::timeout(Duration::from_secs(2), alive_rx.recv()).await;
+    info!("proxy stopped");
+    Ok(())
+}
+
+/// A function that builds a stats snapshot of every proxy.
+fn snapshot_source(
+    pairs: Vec<(Arc<Frontend>, Arc<Backend>)>,
+    started: Instant,
+    phase: watch::Receiver<Phase>,
+) -> Arc<dyn Fn() -> Snapshot + Send + Sync> {
+    let node = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    Arc::new(move || {
+        let now = Instant::now();
+        let open = *phase.borrow() == Phase::Running;
+        let since =
+            |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs() as i64);
+        let proxies = pairs
+            .iter()
+            .map(|(fe, be)| {
+                let c = fe.counters();
+                let fe_stats = FrontendStats {
+                    name: fe.name.clone(),
+                    id: fe.id,
+                    slim: fe.slim,
+                    counters: c,
+                    open,
+                    rate: c.rate.per_second(now),
+                };
+                let be_stats = be.stats();
+                let be_rate = be_stats.counters.rate.per_second(now);
+                let rates: Vec<u64> = be_stats
+                    .servers
+                    .iter()
+                    .map(|s| s.counters.rate.per_second(now))
+                    .collect();
+                stats::proxy_rows(&fe_stats, &be_stats, be_rate, &rates, since)
+            })
+            .collect();
+        Snapshot {
+            proxies,
+            pid: std::process::id(),
+            uptime: now.saturating_duration_since(started),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            node: node.clone(),
+        }
+    })
+}
+
+/// Each session holds two sockets (and the pump may hold pipes): lift the soft limit on
+/// open files to the hard limit, as HAProxy sizes its own from `maxconn`.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err()
+    {
+        warn!("could not raise the open-files limit from {soft} to {hard}");
+    }
+}
