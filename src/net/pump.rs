@@ -319,13 +319,17 @@ impl Half {
                         }
                     },
                 };
-                let r = src.try_io(Interest::READABLE, || {
-                    pipe.fill_from(src.as_fd(), pipe.capacity())
-                });
+                let want = pipe.capacity();
+                let r = src.try_io(Interest::READABLE, || pipe.fill_from(src.as_fd(), want));
                 self.pipe = Some(pipe);
                 match r {
                     Ok(0) => self.eof = true,
-                    Ok(n) => self.end = n,
+                    Ok(n) => {
+                        self.end = n;
+                        if n < want {
+                            drained(src);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if splice::unsupported(&e) => {
                         debug!(error = %e, "splice refused for this stream; copying instead");
@@ -339,11 +343,15 @@ impl Half {
                 let buf = self
                     .buf
                     .get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
+                let want = buf.len();
                 match src.try_io(Interest::READABLE, || recv_flags(src, buf)) {
                     Ok(0) => self.eof = true,
                     Ok(n) => {
                         self.start = 0;
                         self.end = n;
+                        if n < want {
+                            drained(src);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Poll::Ready(Err(HalfError::Read(e))),
@@ -399,6 +407,17 @@ impl Drop for Half {
             }
         }
     }
+}
+
+/// A read returned less than asked: the socket's receive queue is empty now. Clear its read
+/// readiness without another system call, so the next poll waits for the reactor's next
+/// edge instead of trying a read that can only fail with EAGAIN (two wasted syscalls per
+/// Postgres round trip otherwise). tokio clears only the readiness it observed before the
+/// read, and never the "closed" readiness, so neither new data nor a FIN can be missed.
+fn drained(src: &Stream) {
+    let _ = src.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+    });
 }
 
 fn recv_flags(src: &Stream, buf: &mut [u8]) -> io::Result<usize> {
