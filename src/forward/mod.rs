@@ -92,7 +92,8 @@ pub struct Args {
     #[arg(long)]
     pub no_splice: bool,
 
-    /// Worker threads (default: one per CPU).
+    /// Session threads (default: one per CPU; a connection stays on one thread, see
+    /// `net::runtime`).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -122,9 +123,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             u32::MAX
         )));
     }
-    if args.threads == Some(0) {
-        return Err(usage("--threads 0: at least one worker thread is needed"));
-    }
     if args.socket_mode.is_some() && !matches!(listen.endpoint, Endpoint::Unix(_)) {
         return Err(usage(format!(
             "--socket-mode applies to a UNIX listening socket, and LISTEN {:?} is TCP",
@@ -132,12 +130,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )));
     }
 
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all().thread_name("manning-forward");
-    if let Some(n) = args.threads {
-        rt.worker_threads(n);
-    }
-    let rt = rt.build().context("starting the async runtime")?;
+    let rt = crate::net::runtime::control("manning-forward")?;
+    let workers = crate::net::runtime::Workers::start(args.threads, "manning-forward")?;
     let result = rt.block_on(async {
         // Installed before binding, so a signal during start-up is not lost.
         let shutdown = crate::signals::shutdown_signal().context("installing signal handlers")?;
@@ -161,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ..PumpOptions::default()
             },
         };
-        server::serve(listener, cfg, shutdown).await
+        server::serve(listener, cfg, workers, shutdown).await
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     result

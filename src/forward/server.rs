@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::report::{OutageLog, Report, Throttle};
 use crate::net::pump::{PumpOptions, pump_with};
+use crate::net::runtime::Workers;
 use crate::net::{Endpoint, Listener, Stream};
 use crate::signals::Shutdown;
 
@@ -83,6 +84,7 @@ impl Shared {
 pub async fn serve(
     listener: Listener,
     cfg: Config,
+    workers: Workers,
     shutdown: impl Future<Output = Shutdown>,
 ) -> anyhow::Result<()> {
     let max = cfg.max_connections.clamp(1, u32::MAX as usize);
@@ -138,7 +140,10 @@ pub async fn serve(
                 let permit = permit.context("connection limit closed")?;
                 match accepted {
                     Ok(client) => {
-                        tokio::spawn(handle(shared.clone(), client, cut_rx.clone(), permit));
+                        let (shared, cut) = (shared.clone(), cut_rx.clone());
+                        workers.spawn_session(client, move |client| {
+                            handle(shared, client, cut, permit)
+                        });
                     }
                     Err(e) if per_client_accept_error(&e) => {
                         debug!(error = %e, "accept: client gone before it was accepted");

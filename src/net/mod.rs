@@ -8,6 +8,7 @@
 //! - [`pump`]: copy bytes both ways until both directions are done, carrying half-close;
 //!   splice(2) through pooled pipes, plain copy as the fallback.
 //! - [`splice`]: the pipes and system calls behind the pump's fast path.
+//! - [`runtime`]: the data-plane roles' threads: a control runtime and session workers.
 //! - [`limits`]: raising the open-file limit for connection-heavy roles.
 //! - [`tcp_info`]: bytes and silence per direction of a TCP socket, from the kernel.
 
@@ -15,10 +16,11 @@ pub mod endpoint;
 pub mod limits;
 pub mod listener;
 pub mod pump;
+pub mod runtime;
 pub mod splice;
 pub mod stream;
 pub mod tcp_info;
 
 pub use endpoint::Endpoint;
 pub use listener::Listener;
-pub use stream::Stream;
+pub use stream::{StdStream, Stream};

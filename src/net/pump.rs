@@ -1,10 +1,12 @@
 //! The byte pump: join two streams and copy both ways until both directions are done.
 //!
 //! Both roles (`forward`, `proxy`) spend nearly all their time here, so this is the fast
-//! path. On Linux both ends are sockets, and each direction moves bytes with splice(2)
-//! through a pipe (socket → pipe → socket), so payload never crosses into user space; when
-//! splice is refused for a pair of descriptors (`EINVAL` and the like) that direction falls
-//! back to a plain copy through a 64 KiB buffer. Everything is non-blocking and driven by
+//! path. Each direction starts by copying through a pooled buffer (`recv`/`send`): for
+//! PostgreSQL's small request/response messages that is the cheapest way. When a read fills
+//! the whole buffer the direction is carrying bulk data (COPY, large results), and from then
+//! on it moves bytes with splice(2) through a pipe (socket → pipe → socket), so payload never
+//! crosses into user space; if splice is refused for a pair of descriptors (`EINVAL` and the
+//! like) the direction goes back to copying. Everything is non-blocking and driven by
 //! tokio's readiness (`poll_*_ready` + `try_io`), so no runtime thread ever blocks.
 //!
 //! Memory for idle connections: a direction holds its pipe (or copy buffer) only while bytes
@@ -49,9 +51,32 @@ pub struct Transferred {
     pub server_to_client: u64,
 }
 
-/// Copy buffer per direction when splice cannot be used. 64 KiB keeps bulk transfers out of
-/// the per-call overhead; it exists only while bytes are in flight.
-pub const BUF_SIZE: usize = 64 * 1024;
+/// Copy buffer per direction. A read that fills it marks the direction as bulk (splice from
+/// then on); smaller messages stay in copy mode. Held only while bytes are in flight, and
+/// taken from a pool so a busy session neither allocates nor zeroes memory per message.
+pub const BUF_SIZE: usize = 32 * 1024;
+
+/// Copy buffers kept for reuse (2 MiB at most).
+const BUF_POOL_MAX: usize = 64;
+
+static BUF_POOL: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
+
+fn take_buf() -> Box<[u8]> {
+    BUF_POOL
+        .lock()
+        .ok()
+        .and_then(|mut pool| pool.pop())
+        .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice())
+}
+
+fn give_back_buf(buf: Box<[u8]>) {
+    if buf.len() == BUF_SIZE
+        && let Ok(mut pool) = BUF_POOL.lock()
+        && pool.len() < BUF_POOL_MAX
+    {
+        pool.push(buf);
+    }
+}
 
 /// Byte counters that the pump updates as bytes move, for status pages that show sessions
 /// while they run (the totals are also returned when the pump ends).
@@ -221,8 +246,10 @@ struct Half {
     /// Bytes in flight: in the pipe (splice mode), or `buf[start..end]` (copy mode).
     start: usize,
     end: usize,
-    /// splice(2) in use; turned off for good when the kernel refuses it.
+    /// splice(2) allowed; turned off for good when the kernel refuses it.
     splice: bool,
+    /// A read filled the copy buffer: this direction carries bulk data and splices.
+    bulk: bool,
     /// The source reached end of stream.
     eof: bool,
     /// EOF seen, everything written, and the destination's write half shut down.
@@ -239,6 +266,7 @@ impl Half {
             start: 0,
             end: 0,
             splice,
+            bulk: false,
             eof: false,
             done: false,
             moved: 0,
@@ -281,7 +309,7 @@ impl Half {
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if self.splice && splice::unsupported(&e) => {
+                    Err(e) if self.splice && self.pipe.is_some() && splice::unsupported(&e) => {
                         self.switch_to_copy().map_err(HalfError::Write)?;
                     }
                     Err(e) => return Poll::Ready(Err(HalfError::Write(e))),
@@ -305,7 +333,10 @@ impl Half {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(HalfError::Read(e))),
                 Poll::Ready(Ok(())) => {}
             }
-            if self.splice {
+            if self.splice && self.bulk {
+                if let Some(b) = self.buf.take() {
+                    give_back_buf(b);
+                }
                 let pipe = match self.pipe.take() {
                     Some(p) => p,
                     None => match Pipe::take() {
@@ -340,9 +371,7 @@ impl Half {
                     Err(e) => return Poll::Ready(Err(HalfError::Read(e))),
                 }
             } else {
-                let buf = self
-                    .buf
-                    .get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
+                let buf = self.buf.get_or_insert_with(take_buf);
                 let want = buf.len();
                 match src.try_io(Interest::READABLE, || recv_flags(src, buf)) {
                     Ok(0) => self.eof = true,
@@ -351,6 +380,9 @@ impl Half {
                         self.end = n;
                         if n < want {
                             drained(src);
+                        } else if self.splice {
+                            // A full buffer: bulk data, worth splicing from the next read.
+                            self.bulk = true;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -366,7 +398,9 @@ impl Half {
         if let Some(p) = self.pipe.take() {
             p.give_back();
         }
-        self.buf = None;
+        if let Some(b) = self.buf.take() {
+            give_back_buf(b);
+        }
     }
 
     /// splice out was refused while the pipe holds bytes: read them into a buffer and go on

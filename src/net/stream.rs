@@ -172,3 +172,28 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+/// A [`Stream`] detached from its runtime, to be moved to another thread's runtime.
+#[derive(Debug)]
+pub enum StdStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Stream {
+    /// Detach from the current runtime's reactor (the socket stays non-blocking).
+    pub fn into_std(self) -> io::Result<StdStream> {
+        Ok(match self {
+            Stream::Tcp(s) => StdStream::Tcp(s.into_std()?),
+            Stream::Unix(s) => StdStream::Unix(s.into_std()?),
+        })
+    }
+
+    /// Attach to the reactor of the runtime this is called in.
+    pub fn from_std(s: StdStream) -> io::Result<Stream> {
+        Ok(match s {
+            StdStream::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)?),
+            StdStream::Unix(s) => Stream::Unix(UnixStream::from_std(s)?),
+        })
+    }
+}

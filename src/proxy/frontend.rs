@@ -16,6 +16,7 @@ use tracing::warn;
 use super::counters::Counters;
 use super::session::{Route, serve};
 use crate::net::Listener;
+use crate::net::runtime::Workers;
 
 /// The proxy's lifecycle, seen by accept loops, sessions and checkers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,6 +63,7 @@ impl Frontend {
 /// task. `alive` is held by every session so the caller can wait for them to finish.
 pub async fn accept_loop(
     listener: Listener,
+    workers: Workers,
     route: Arc<Route>,
     limit: Arc<Semaphore>,
     phase: watch::Receiver<Phase>,
@@ -88,7 +90,7 @@ pub async fn accept_loop(
                 let route = route.clone();
                 let phase = phase.clone();
                 let alive = alive.clone();
-                tokio::spawn(async move {
+                workers.spawn_session(client, move |client| async move {
                     serve(client, &route, phase).await;
                     drop(permit);
                     drop(alive);

@@ -41,6 +41,7 @@ use tracing::{info, warn};
 use crate::error::usage;
 use crate::net::Listener;
 use crate::net::listener::BindOptions;
+use crate::net::runtime::Workers;
 use backend::Backend;
 use frontend::{Frontend, Phase};
 use haproxy_cfg::{Config, parse_time};
@@ -73,7 +74,8 @@ pub struct Args {
     #[arg(long, default_value = "2s", value_name = "TIME", value_parser = parse_time)]
     pub shutdown_grace: Duration,
 
-    /// Worker threads (default: one per CPU).
+    /// Session threads (default: one per CPU, like HAProxy's nbthread; a connection stays
+    /// on one thread, see `net::runtime`).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -85,13 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", describe(&cfg, &args));
         return Ok(());
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all().thread_name("proxy");
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt.build().context("starting the async runtime")?;
-    rt.block_on(serve(cfg, args.shutdown_grace))
+    let rt = crate::net::runtime::control("manning-proxy")?;
+    let workers = crate::net::runtime::Workers::start(args.threads, "manning-proxy")?;
+    rt.block_on(serve(cfg, args.shutdown_grace, workers))
 }
 
 /// Read and parse the configuration; errors exit 2.
@@ -164,7 +162,7 @@ pub fn describe(cfg: &Config, args: &Args) -> String {
     out
 }
 
-async fn serve(cfg: Config, grace: Duration) -> anyhow::Result<()> {
+async fn serve(cfg: Config, grace: Duration, workers: Workers) -> anyhow::Result<()> {
     let signal = crate::signals::shutdown_signal().context("installing signal handlers")?;
     raise_open_files_limit();
     for (line, what) in &cfg.accepted_without_effect {
@@ -204,6 +202,7 @@ async fn serve(cfg: Config, grace: Duration) -> anyhow::Result<()> {
         for listener in bound {
             loops.push(tokio::spawn(frontend::accept_loop(
                 listener,
+                workers.clone(),
                 route.clone(),
                 limit.clone(),
                 phase.clone(),
