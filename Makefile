@@ -14,6 +14,9 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Patroni's own DCS code (tests/dcs_patroni.rs; harness `patronictl()`).
 PATRONI_VENV := /opt/manning-test/patroni
 PATRONI_PIP  := 'patroni[etcd3]==4.1.*' psycopg2-binary
+# Debian's python, not a per-user one (pyenv under /root): the bench runs Patroni as the
+# `postgres` user, which must be able to execute the venv's interpreter.
+VENV_PYTHON  := $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 
 .PHONY: all deps build static test lint bench demo clean
 
@@ -30,9 +33,11 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "make deps: all Debian packages present"; fi
 	@rustup target list --installed 2>/dev/null | grep -q $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
-	@if [ -x $(PATRONI_VENV)/bin/patronictl ]; then echo "make deps: Patroni present in $(PATRONI_VENV)"; \
+	@if [ -x $(PATRONI_VENV)/bin/patronictl ] && \
+	   [ "$$(readlink -f $(PATRONI_VENV)/bin/python3)" = "$$(readlink -f $$(command -v $(VENV_PYTHON)))" ]; then \
+	  echo "make deps: Patroni present in $(PATRONI_VENV)"; \
 	else echo "make deps: installing Patroni into $(PATRONI_VENV)"; \
-	  $(SUDO) mkdir -p $(dir $(PATRONI_VENV)) && $(SUDO) python3 -m venv $(PATRONI_VENV) && \
+	  $(SUDO) mkdir -p $(dir $(PATRONI_VENV)) && $(SUDO) $(VENV_PYTHON) -m venv --clear $(PATRONI_VENV) && \
 	  $(SUDO) $(PATRONI_VENV)/bin/pip install -q $(PATRONI_PIP); fi
 
 ## build: optimised binary for this machine (target/release/manning).
@@ -53,6 +58,12 @@ test: deps
 ## demo: a local cluster (etcd, postgres, proxy, forwarder) on loopback; Ctrl-C stops it.
 demo: deps build
 	./target/release/manning demo
+
+## bench: benchmarks against their references in the same run (socat, HAProxy, Patroni).
+bench: deps build
+	python3 bench/forward.py
+	python3 bench/proxy.py --no-build
+	python3 bench/supervise.py --no-build
 
 ## lint: formatting and clippy with warnings as errors.
 lint:
