@@ -490,21 +490,21 @@ pub struct Postgresql {
 }
 
 impl Postgresql {
-    /// A minimal section for unit tests of code that merges or reads it.
-    #[cfg(test)]
-    pub(crate) fn for_tests() -> Postgresql {
+    /// A section with every key at its default and no addresses or paths yet: the decoder
+    /// fills it in.
+    pub(crate) fn empty() -> Postgresql {
         Postgresql {
             listen: ListenAddress {
-                hosts: vec!["127.0.0.1".into()],
-                port: 5432,
+                hosts: Vec::new(),
+                port: 0,
             },
             connect_address: HostPort {
-                host: "10.0.0.1".into(),
-                port: 5432,
+                host: String::new(),
+                port: 0,
             },
             proxy_address: None,
-            data_dir: "/tmp/data".into(),
-            config_dir: "/tmp/data".into(),
+            data_dir: PathBuf::new(),
+            config_dir: PathBuf::new(),
             bin_dir: None,
             bin_name: BinNames::default(),
             pgpass: None,
@@ -528,6 +528,24 @@ impl Postgresql {
             pre_promote: None,
             before_stop: None,
             role_specific: Map::new(),
+        }
+    }
+
+    /// A minimal section for unit tests of code that merges or reads it.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Postgresql {
+        Postgresql {
+            listen: ListenAddress {
+                hosts: vec!["127.0.0.1".into()],
+                port: 5432,
+            },
+            connect_address: HostPort {
+                host: "10.0.0.1".into(),
+                port: 5432,
+            },
+            data_dir: "/tmp/data".into(),
+            config_dir: "/tmp/data".into(),
+            ..Postgresql::empty()
         }
     }
 }

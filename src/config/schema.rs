@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use serde_json::Map;
 
 use super::decode::{Cx, fields};
 use super::dynamic::{self, DynamicConfig};
@@ -634,42 +633,7 @@ fn postgresql(
     let mut config_dir = None;
     let mut bin_dir: Option<Option<PathBuf>> = None;
     let mut auth = None;
-    let mut p = Postgresql {
-        listen: ListenAddress {
-            hosts: Vec::new(),
-            port: 0,
-        },
-        connect_address: HostPort {
-            host: String::new(),
-            port: 0,
-        },
-        proxy_address: None,
-        data_dir: PathBuf::new(),
-        config_dir: PathBuf::new(),
-        bin_dir: None,
-        bin_name: BinNames::default(),
-        pgpass: None,
-        authentication: Authentication::default(),
-        callbacks: Callbacks::default(),
-        create_replica_methods: vec!["basebackup".into()],
-        replica_methods: BTreeMap::new(),
-        basebackup: Vec::new(),
-        rewind: Vec::new(),
-        parameters: BTreeMap::new(),
-        pg_hba: None,
-        pg_ident: None,
-        use_pg_rewind: None,
-        remove_data_directory_on_rewind_failure: None,
-        remove_data_directory_on_diverged_timelines: None,
-        pg_ctl_timeout: None,
-        recovery_conf: None,
-        use_unix_socket: false,
-        use_unix_socket_repl: false,
-        custom_conf: None,
-        pre_promote: None,
-        before_stop: None,
-        role_specific: Map::new(),
-    };
+    let mut p = Postgresql::empty();
     if let Some(node) = node {
         cx.enter("postgresql");
         fields!(cx, node, |e| {
