@@ -474,3 +474,63 @@ fn bad_configuration_exits_2() {
     assert!(log.contains("synchronous_mode"), "{log}");
     assert!(!m.data.exists());
 }
+
+/// Under systemd: READY and STATUS reach NOTIFY_SOCKET, postgres never inherits it, and
+/// SIGHUP re-reads the configuration and reloads postgres.
+#[test]
+fn notifies_systemd_keeps_notify_socket_from_postgres_and_reloads_on_hup() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    require_root("the supervisor runs postgres as the postgres user");
+    let etcd = Etcd::start();
+    let mut m = MemberFiles::new(&etcd, "notify", "m1", "");
+    let name = format!("manning-test-notify-{}", std::process::id());
+    let socket =
+        UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    m.env.insert("NOTIFY_SOCKET".into(), format!("@{name}"));
+    let sup = m.start();
+    m.wait_leader(&etcd, Duration::from_secs(90));
+    m.wait_writable(Duration::from_secs(30));
+
+    let mut messages = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while !messages.contains("READY=1") && Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+            messages.push('\n');
+        }
+    }
+    assert!(messages.contains("READY=1"), "{messages}");
+    assert!(messages.contains("STATUS="), "{messages}");
+
+    let pm = m.postmaster_pid().expect("postmaster.pid");
+    let environ = std::fs::read(format!("/proc/{pm}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        !environ.contains("NOTIFY_SOCKET"),
+        "postgres got NOTIFY_SOCKET"
+    );
+    assert!(
+        !environ.contains("PATRONI_"),
+        "postgres got PATRONI_* variables"
+    );
+
+    // SIGHUP: a changed parameter reaches postgres without a restart.
+    assert_eq!(m.psql("SHOW work_mem").unwrap(), "4MB");
+    std::fs::write(
+        m.conf.join("20-reload.yml"),
+        "postgresql:\n  parameters:\n    work_mem: 7MB\n",
+    )
+    .unwrap();
+    sup.signal(Signal::SIGHUP);
+    wait_for(
+        "work_mem to change after SIGHUP",
+        Duration::from_secs(20),
+        || (m.psql("SHOW work_mem").ok().as_deref() == Some("7MB")).then_some(()),
+    );
+    assert_eq!(m.postmaster_pid(), Some(pm), "reloaded, not restarted");
+}

@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-
 use super::decode::{Cx, fields};
 use super::dynamic::{self, DynamicConfig};
 use super::model::*;
