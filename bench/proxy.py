@@ -11,8 +11,10 @@ Rows (pgbench -S -c 8 TPS, and -C: a new connection per transaction):
   (b) haproxy                pgbench -> HAProxy (seed settings) -> postgres
   (c) manning proxy          pgbench -> manning proxy (same file) -> postgres
   (d) socat + haproxy        pgbench -> socat TCP-L -> UNIX socket -> HAProxy (the seed's path)
-  (e) manning forward+proxy  pgbench -> manning forward -> UNIX socket -> manning proxy
-      (skipped, with a note, when this build has no `manning forward`)
+  (e) manning forward+proxy  pgbench -> manning forward -> UNIX socket -> manning proxy; the
+      forwarder hands each client over to the proxy (net::handoff), so bytes take one hop
+  (f) the same with `manning forward --no-handoff`: the forwarder copies every byte
+      ((e) and (f) are skipped, with a note, when this build has no `manning forward`)
 Then the resident memory of `manning proxy` (and HAProxy, for reference) idle and with 500
 idle PostgreSQL sessions through it.
 
@@ -325,6 +327,13 @@ def main():
             fw = spawn([MANNING, "forward", f"TCP-L:{fwd_port},fork,bind=localhost", f"UNIX:{m_sock}"], log)
             wait_port(fwd_port, "manning forward")
             paths.append(("(e) manning forward + proxy", fwd_port, [fw, mp]))
+            # The same two processes with the forwarder copying bytes instead of handing
+            # clients over to the proxy (net::handoff), for comparison.
+            cp_port = free_port()
+            cp = spawn([MANNING, "forward", "--no-handoff", f"TCP-L:{cp_port},fork,bind=localhost",
+                        f"UNIX:{m_sock}"], log)
+            wait_port(cp_port, "manning forward --no-handoff")
+            paths.append(("(f) forward --no-handoff + proxy", cp_port, [cp, mp]))
         print(f"work dir {work}; postgres on {pg_port}; {args.rounds} rounds of {args.seconds} s per path and mode",
               flush=True)
         pgbench(pg_port, 3, False)  # warm-up: caches, autovacuum after pgbench -i
@@ -351,10 +360,11 @@ def main():
                                    for c in (False, True)) for label, _, _ in paths}
         notes = dict(errors)
         if not has_forward:
-            results["(e) manning forward + proxy"] = (None, None)
-            cpu_per_tx["(e) manning forward + proxy"] = (None, None)
-            notes["(e) manning forward + proxy"] = "skipped: forward role not built"
-        for p in [so] + ([fw] if has_forward else []) + [mp, ha]:
+            for label in ["(e) manning forward + proxy", "(f) forward --no-handoff + proxy"]:
+                results[label] = (None, None)
+                cpu_per_tx[label] = (None, None)
+                notes[label] = "skipped: forward role not built"
+        for p in [so] + ([fw, cp] if has_forward else []) + [mp, ha]:
             stop(p)
 
         # Memory: a config that lets 500 sessions through (the seed's maxconn 128 would queue
@@ -407,6 +417,8 @@ def main():
         print("ratios:")
         ratio("(c) manning proxy", "(b) haproxy", "manning proxy / haproxy", 1.1)
         ratio("(e) manning forward + proxy", "(d) socat + haproxy", "forward+proxy / socat+haproxy", 1.3)
+        ratio("(f) forward --no-handoff + proxy", "(d) socat + haproxy",
+              "forward --no-handoff+proxy / socat+haproxy", 1.3)
         print("resident memory (VmRSS), maxconn raised to 600 per server for the 500 sessions:")
         for name, (idle, loaded) in memory.items():
             target = "  (target <= 30 MB: " + ("meets" if loaded <= 30 else "MISSES") + ")" \

@@ -638,3 +638,70 @@ fn failed_connects_are_retried_then_counted() {
     assert_eq!(csv["pg-a"]["econ"], "1");
     assert_eq!(csv["pg-a"]["connect"], "3");
 }
+
+/// `manning forward` in front of a `manning proxy`'s UNIX socket hands each client over
+/// (net::handoff): the proxy serves it directly, so the session outlives the forwarder.
+/// With `--no-handoff` the forwarder copies bytes and its death ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_hands_clients_over_to_a_local_proxy() {
+    let a = Postgres::start();
+    let ra = StatusResponder::start(200);
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock = sockdir.path().join("proxy.sock");
+    let body = format!(
+        "    bind {}\n{FAST_CHECKS}{}",
+        sock.display(),
+        server_line("pg-a", &a, &ra, "")
+    );
+    let p = ProxyProc::start("", &body, "");
+    p.wait_status("pg-a", "UP", Duration::from_secs(5));
+    let handoff = sockdir.path().join("proxy.sock.handoff");
+    assert!(handoff.exists(), "the proxy offers a hand-off socket");
+
+    for copy in [false, true] {
+        let port = free_port();
+        let log = sockdir.path().join(format!("forward-{copy}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(manning_bin());
+        cmd.args(["forward", &format!("tcp://127.0.0.1:{port}")])
+            .arg(format!("unix://{}", sock.display()));
+        if copy {
+            cmd.arg("--no-handoff");
+        }
+        let mut forward = Proc {
+            child: cmd
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
+                .spawn()
+                .unwrap(),
+            name: "manning forward".into(),
+        };
+        wait_for("the forwarder", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        let (client, ended) = hold(port).await;
+        let row = client
+            .query_one("select inet_server_port()", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i32>(0), i32::from(a.port));
+        // The forwarder dies; a handed-over session does not notice.
+        forward.signal(Signal::SIGKILL);
+        let _ = forward.child.wait();
+        let again = client.query_one("select 1", &[]).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        if copy {
+            assert!(again.is_err(), "a copied session ends with its forwarder");
+            assert!(!text.contains("handing connections over"), "{text}");
+        } else {
+            assert!(again.is_ok(), "handed-over session broke: {again:?}");
+            assert!(text.contains("handing connections over"), "{text}");
+            assert_eq!(p.field("pg-a", "scur"), "1", "the proxy serves the session");
+        }
+        drop(client);
+        let _ = ended.await;
+    }
+    let (status, log) = p.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!handoff.exists(), "the hand-off socket is removed on exit");
+}

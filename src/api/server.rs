@@ -198,7 +198,7 @@ impl ApiServer {
             })?;
         let local_addr = match &listener {
             Listener::Tcp(l) => l.local_addr()?,
-            Listener::Unix { .. } => unreachable_unix()?,
+            Listener::Unix { .. } | Listener::Handoff { .. } => unreachable_unix()?,
         };
         info!(
             "REST API listening on {local_addr} (authentication {}, allowlist {})",

@@ -92,6 +92,11 @@ pub struct Args {
     #[arg(long)]
     pub no_splice: bool,
 
+    /// Never hand clients over to a manning proxy: always copy bytes, even when the UNIX
+    /// target has a `.handoff` socket next to it (see README, "manning forward").
+    #[arg(long)]
+    pub no_handoff: bool,
+
     /// Session threads (default: one per CPU; a connection stays on one thread, see
     /// `net::runtime`).
     #[arg(long, value_name = "N")]
@@ -144,6 +149,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let listener = Listener::bind(&endpoint, &opts)
             .await
             .with_context(|| format!("listening on {endpoint}"))?;
+        let handoff = match &target.endpoint {
+            Endpoint::Unix(path) if !args.no_handoff => Some(crate::net::handoff::path_for(path)),
+            _ => None,
+        };
         let cfg = server::Config {
             target: target.endpoint,
             connect_timeout: target.connect_timeout.unwrap_or(args.connect_timeout),
@@ -154,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 half_close_timeout: args.half_close_timeout,
                 ..PumpOptions::default()
             },
+            handoff,
         };
         server::serve(listener, cfg, workers, shutdown).await
     });

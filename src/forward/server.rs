@@ -41,7 +41,14 @@ pub struct Config {
     pub grace: Duration,
     /// Pump settings (splice on or off, half-close timeout).
     pub pump: PumpOptions,
+    /// The hand-off socket of a manning proxy behind a UNIX target (`<target>.handoff`):
+    /// clients are passed over it instead of copied (see `net::handoff`). `None`: always copy.
+    pub handoff: Option<std::path::PathBuf>,
 }
+
+/// After a failed hand-off, copy bytes for this long before trying again (the target may
+/// be HAProxy, or a proxy restarting).
+const HANDOFF_RETRY: Duration = Duration::from_secs(5);
 
 /// How long the cut connections get to wind down after the grace period (they only have
 /// to notice the cut and close their sockets).
@@ -58,6 +65,52 @@ struct Shared {
     outage: Mutex<OutageLog>,
     /// Connections cut at the end of the grace period.
     cut: AtomicU64,
+    /// Whether hand-off works now: `None` untried, `Some(Ok)` working, `Some(Err(t))`
+    /// failed at `t` (copy until `t + HANDOFF_RETRY`).
+    handoff: Mutex<Option<Result<(), Instant>>>,
+}
+
+impl Shared {
+    /// Hand `client` to the local proxy if the target has a hand-off socket that works.
+    /// `true`: the proxy serves it now and our copy can be closed.
+    async fn hand_off(&self, client: &Stream) -> bool {
+        let Some(path) = &self.cfg.handoff else {
+            return false;
+        };
+        let state = *self.handoff.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Err(failed)) = state
+            && failed.elapsed() < HANDOFF_RETRY
+        {
+            return false;
+        }
+        let result = crate::net::handoff::send(path, client).await;
+        let mut state = self.handoff.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if *state != Some(Ok(())) {
+                    info!(
+                        "handing connections over to the manning proxy at {} (the proxy serves \
+                         them directly; no bytes are copied here)",
+                        path.display()
+                    );
+                }
+                *state = Some(Ok(()));
+                true
+            }
+            Err(e) => {
+                match *state {
+                    Some(Ok(())) => info!(
+                        "hand-off to {} failed ({e}); copying bytes to the target instead",
+                        path.display()
+                    ),
+                    None => debug!("no hand-off at {} ({e}); copying bytes", path.display()),
+                    Some(Err(_)) => {}
+                }
+                *state = Some(Err(Instant::now()));
+                false
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -94,6 +147,7 @@ pub async fn serve(
         cfg,
         outage: Mutex::new(OutageLog::default()),
         cut: AtomicU64::new(0),
+        handoff: Mutex::new(None),
     });
     let local = listener
         .local_endpoint()
@@ -240,6 +294,10 @@ async fn handle(
         String::new()
     };
     let started = Instant::now();
+    if shared.hand_off(&client).await {
+        debug!(peer, "handed over to the proxy");
+        return;
+    }
     let work = async {
         let mut server = match Stream::connect(&shared.cfg.target, shared.cfg.connect_timeout).await
         {

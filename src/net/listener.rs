@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{Endpoint, Stream};
 
@@ -32,7 +32,18 @@ pub enum Listener {
         /// Removed on drop.
         path: PathBuf,
     },
+    /// The hand-off socket next to a UNIX bind (see [`super::handoff`]): `accept` returns
+    /// the client sockets a `manning forward` passes over it.
+    Handoff {
+        listener: UnixListener,
+        /// Removed on drop.
+        path: PathBuf,
+    },
 }
+
+/// How long a hand-off connection may take to deliver its descriptor (the forwarder sends
+/// it right after connecting).
+const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Listener {
     /// Bind `endpoint`. A wildcard TCP host (`*:port`, `:port`) binds all addresses
@@ -85,6 +96,17 @@ impl Listener {
         }
     }
 
+    /// Bind the hand-off socket of the UNIX socket `unix_path` (`<unix_path>.handoff`).
+    pub async fn bind_handoff(unix_path: &Path, opts: &BindOptions) -> io::Result<Listener> {
+        let path = super::handoff::path_for(unix_path);
+        remove_stale_socket(&path).await?;
+        let listener = UnixListener::bind(&path)?;
+        if let Some(mode) = opts.unix_mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(Listener::Handoff { listener, path })
+    }
+
     /// Accept one connection. TCP streams get `TCP_NODELAY` (Postgres is latency-bound).
     pub async fn accept(&self) -> io::Result<Stream> {
         match self {
@@ -97,6 +119,14 @@ impl Listener {
                 let (s, _) = listener.accept().await?;
                 Ok(Stream::Unix(s))
             }
+            Listener::Handoff { listener, path } => loop {
+                let (conn, _) = listener.accept().await?;
+                match tokio::time::timeout(HANDOFF_TIMEOUT, super::handoff::receive(&conn)).await {
+                    Ok(Ok(stream)) => return Ok(stream),
+                    Ok(Err(e)) => debug!(path = %path.display(), "hand-off refused: {e}"),
+                    Err(_) => debug!(path = %path.display(), "hand-off peer sent nothing in time"),
+                }
+            },
         }
     }
 
@@ -110,14 +140,16 @@ impl Listener {
                     port: a.port(),
                 })
             }
-            Listener::Unix { path, .. } => Ok(Endpoint::Unix(path.clone())),
+            Listener::Unix { path, .. } | Listener::Handoff { path, .. } => {
+                Ok(Endpoint::Unix(path.clone()))
+            }
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix { path, .. } = self {
+        if let Listener::Unix { path, .. } | Listener::Handoff { path, .. } = self {
             let _ = std::fs::remove_file(&*path);
         }
     }

@@ -3,6 +3,7 @@
 //! client to a server.
 //!
 //! - [`endpoint`]: `Endpoint` (`tcp://host:port` or `unix:///path`) and its parsing.
+//! - [`handoff`]: passing an accepted client socket from `forward` to a local `proxy`.
 //! - [`listener`]: bind and accept on either kind; UNIX socket files handled safely.
 //! - [`stream`]: `Stream`, one type for an accepted or connected TCP or UNIX stream.
 //! - [`pump`]: copy bytes both ways until both directions are done, carrying half-close;
@@ -13,6 +14,7 @@
 //! - [`tcp_info`]: bytes and silence per direction of a TCP socket, from the kernel.
 
 pub mod endpoint;
+pub mod handoff;
 pub mod limits;
 pub mod listener;
 pub mod pump;

@@ -39,9 +39,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::error::usage;
-use crate::net::Listener;
 use crate::net::listener::BindOptions;
 use crate::net::runtime::Workers;
+use crate::net::{Endpoint, Listener};
 use backend::Backend;
 use frontend::{Frontend, Phase};
 use haproxy_cfg::{Config, parse_time};
@@ -198,6 +198,19 @@ async fn serve(cfg: Config, grace: Duration, workers: Workers) -> anyhow::Result
                 )
             })?;
             bound.push(listener);
+            // Next to each UNIX socket: the hand-off socket a local `manning forward` uses
+            // to pass clients over instead of copying their bytes (net::handoff).
+            if let Endpoint::Unix(path) = &b.endpoint {
+                match Listener::bind_handoff(path, &opts).await {
+                    Ok(h) => bound.push(h),
+                    Err(e) => warn!(
+                        "listen '{}': no hand-off socket next to {} ({e}); a local manning \
+                         forward will copy bytes instead",
+                        l.name,
+                        path.display()
+                    ),
+                }
+            }
         }
         for listener in bound {
             loops.push(tokio::spawn(frontend::accept_loop(
