@@ -61,6 +61,9 @@ fn seed_config_bootstraps_a_primary_and_stops_cleanly() {
     );
     assert!(member["xlog_location"].as_u64().is_some());
     assert_eq!(member["timeline"], 1);
+    wait_for("history [] on timeline 1", Duration::from_secs(10), || {
+        (etcd.get(&m.key("history")).as_deref() == Some("[]")).then_some(())
+    });
     let config = json(&etcd.get(&m.key("config")).expect("config key"));
     assert_eq!(config["ttl"], 20);
     assert_eq!(config["loop_wait"], 2);
@@ -330,10 +333,19 @@ fn frozen_etcd_fences_the_primary_before_the_lease_can_expire() {
     let log = m.log_text();
     assert!(log.contains("fence deadline reached"), "{log}");
 
-    // etcd back: leader again, writes accepted.
+    // etcd back: leader again, writes accepted; the promotion started timeline 2 and the
+    // history key says so, as Patroni writes it.
     etcd.thaw();
     m.wait_leader(&etcd, Duration::from_secs(60));
     m.wait_writable(Duration::from_secs(60));
+    let history = wait_for("the history key", Duration::from_secs(20), || {
+        etcd.get(&m.key("history"))
+            .map(|h| json(&h))
+            .filter(|h| h.as_array().is_some_and(|a| !a.is_empty()))
+    });
+    assert_eq!(history[0][0], 1, "{history}");
+    assert!(history[0][1].as_u64().is_some(), "{history}");
+    assert_eq!(history[0][4], "m1", "{history}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = writer.join();
 }

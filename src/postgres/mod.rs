@@ -24,6 +24,7 @@ pub mod post_init;
 pub mod process;
 pub mod secret_file;
 pub mod sql;
+pub mod timeline;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

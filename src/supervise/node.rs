@@ -838,6 +838,7 @@ impl Node {
             debug!("writing our member key failed: {e}");
         }
         if self.lock.held() {
+            self.sync_history().await;
             if let Some(lsn) = self.probe.as_ref().and_then(|p| p.flush_wal_lsn) {
                 let status = crate::dcs::model::Status {
                     optime: lsn.0,
@@ -847,6 +848,48 @@ impl Node {
                     debug!("writing status failed: {e}");
                 }
             }
+        }
+    }
+
+    /// As leader, keep the `history` key in step with the timeline history files (Patroni's
+    /// `update_cluster_history`): `[]` on timeline 1, one entry per ended timeline after.
+    async fn sync_history(&mut self) {
+        let Some(timeline) = self
+            .probe
+            .as_ref()
+            .filter(|p| !p.in_recovery)
+            .and_then(|p| p.timeline)
+        else {
+            return;
+        };
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let existing = cluster.history.as_ref().map(|h| h.entries.clone());
+        let wanted_len = timeline.saturating_sub(1) as usize;
+        if existing.as_ref().is_some_and(|e| e.len() >= wanted_len) {
+            return;
+        }
+        let entries = match crate::postgres::timeline::read(&self.layout.data_dir, timeline) {
+            Ok(Some((switches, mtime))) => super::publish::history_entries(
+                &switches,
+                &crate::api::time::Timestamp::from_system_time(mtime).isoformat(),
+                &self.cfg.name,
+                existing.as_deref().unwrap_or_default(),
+            ),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                debug!("timeline history: {e}");
+                return;
+            }
+        };
+        let history = crate::dcs::model::History {
+            entries,
+            mod_revision: 0,
+        };
+        match self.dcs.write_history(&history).await {
+            Ok(_) => info!(timeline, "wrote the timeline history to etcd"),
+            Err(e) => debug!("writing history failed: {e}"),
         }
     }
 

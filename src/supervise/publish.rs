@@ -227,6 +227,43 @@ impl Node {
     }
 }
 
+/// The `history` key for a primary on a timeline with history file `switches` (modified at
+/// `switched_at`): one entry per ended timeline, as Patroni writes them. The last switch is
+/// ours (promoted at the file's time); earlier entries keep the time and leader already in
+/// etcd for the same timeline.
+pub(super) fn history_entries(
+    switches: &[crate::postgres::timeline::Switch],
+    switched_at: &str,
+    me: &str,
+    existing: &[crate::dcs::model::HistoryEntry],
+) -> Vec<crate::dcs::model::HistoryEntry> {
+    let last = switches.len().saturating_sub(1);
+    switches
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let known = existing
+                .iter()
+                .find(|e| e.timeline == u64::from(s.timeline));
+            let (timestamp, new_leader) = if i == last {
+                (Some(switched_at.to_string()), Some(me.to_string()))
+            } else {
+                (
+                    known.and_then(|k| k.timestamp.clone()),
+                    known.and_then(|k| k.new_leader.clone()),
+                )
+            };
+            crate::dcs::model::HistoryEntry {
+                timeline: u64::from(s.timeline),
+                lsn: s.lsn.0,
+                reason: s.reason.clone(),
+                timestamp,
+                new_leader,
+            }
+        })
+        .collect()
+}
+
 /// `("host", port)` of `postgres://host:port/db`.
 fn host_port_of_url(url: &str) -> Option<(String, u16)> {
     let rest = url.split_once("://")?.1;
@@ -238,6 +275,39 @@ fn host_port_of_url(url: &str) -> Option<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_marks_the_last_switch_as_ours_and_keeps_older_entries() {
+        use crate::dcs::model::HistoryEntry;
+        use crate::postgres::{Lsn, timeline::Switch};
+        let switches = vec![
+            Switch {
+                timeline: 1,
+                lsn: Lsn(100),
+                reason: "no recovery target specified".into(),
+            },
+            Switch {
+                timeline: 2,
+                lsn: Lsn(200),
+                reason: "no recovery target specified".into(),
+            },
+        ];
+        let existing = vec![HistoryEntry {
+            timeline: 1,
+            lsn: 100,
+            reason: "x".into(),
+            timestamp: Some("2026-01-01T00:00:00+00:00".into()),
+            new_leader: Some("m0".into()),
+        }];
+        let h = history_entries(&switches, "2026-11-22T01:00:00+00:00", "m1", &existing);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].new_leader.as_deref(), Some("m0"));
+        assert_eq!(h[0].timestamp.as_deref(), Some("2026-01-01T00:00:00+00:00"));
+        assert_eq!(h[1].timeline, 2);
+        assert_eq!(h[1].lsn, 200);
+        assert_eq!(h[1].new_leader.as_deref(), Some("m1"));
+        assert_eq!(h[1].timestamp.as_deref(), Some("2026-11-22T01:00:00+00:00"));
+    }
 
     #[test]
     fn host_and_port_of_conn_url() {
