@@ -695,10 +695,33 @@ impl Dcs {
             key: key.clone(),
             reason: e.to_string(),
         })?;
+        self.put_within_budget("write config", key, value, version)
+            .await
+    }
+
+    /// One CAS put (unconditional without `version`) in its own `retry_timeout` budget.
+    async fn put_within_budget(
+        &self,
+        op: &'static str,
+        key: String,
+        value: String,
+        version: Option<i64>,
+    ) -> Result<i64, DcsError> {
         let mut budget = self.inner.budget();
         self.inner
-            .cas_put(&mut budget, "write config", key, value, version)
+            .cas_put(&mut budget, op, key, value, version)
             .await
+    }
+
+    /// One CAS delete (unconditional without `version`) in its own `retry_timeout` budget.
+    async fn delete_within_budget(
+        &self,
+        op: &'static str,
+        key: String,
+        version: Option<i64>,
+    ) -> Result<bool, DcsError> {
+        let mut budget = self.inner.budget();
+        self.inner.cas_delete(&mut budget, op, key, version).await
     }
 
     /// Write `failover` (CAS by `version` when given). Returns the new mod_revision.
@@ -707,15 +730,8 @@ impl Dcs {
         failover: &Failover,
         version: Option<i64>,
     ) -> Result<i64, DcsError> {
-        let mut budget = self.inner.budget();
-        self.inner
-            .cas_put(
-                &mut budget,
-                "write failover",
-                self.inner.keys.failover(),
-                failover.to_json(),
-                version,
-            )
+        let key = self.inner.keys.failover();
+        self.put_within_budget("write failover", key, failover.to_json(), version)
             .await
     }
 
@@ -726,14 +742,8 @@ impl Dcs {
 
     /// Delete the `failover` key (CAS by `version` when given). `Ok(false)` if absent.
     pub async fn delete_failover(&self, version: Option<i64>) -> Result<bool, DcsError> {
-        let mut budget = self.inner.budget();
-        self.inner
-            .cas_delete(
-                &mut budget,
-                "delete failover",
-                self.inner.keys.failover(),
-                version,
-            )
+        let key = self.inner.keys.failover();
+        self.delete_within_budget("delete failover", key, version)
             .await
     }
 
@@ -743,24 +753,15 @@ impl Dcs {
         sync: &SyncState,
         version: Option<i64>,
     ) -> Result<i64, DcsError> {
-        let mut budget = self.inner.budget();
-        self.inner
-            .cas_put(
-                &mut budget,
-                "write sync",
-                self.inner.keys.sync(),
-                sync.to_json(),
-                version,
-            )
+        let key = self.inner.keys.sync();
+        self.put_within_budget("write sync", key, sync.to_json(), version)
             .await
     }
 
     /// Delete `sync` (CAS by `version` when given).
     pub async fn delete_sync(&self, version: Option<i64>) -> Result<bool, DcsError> {
-        let mut budget = self.inner.budget();
-        self.inner
-            .cas_delete(&mut budget, "delete sync", self.inner.keys.sync(), version)
-            .await
+        let key = self.inner.keys.sync();
+        self.delete_within_budget("delete sync", key, version).await
     }
 
     /// Write `status` unless it equals what we last wrote. `Ok(true)` when written.
@@ -771,15 +772,8 @@ impl Dcs {
 
     /// Write `history`. Returns the new mod_revision.
     pub async fn write_history(&self, history: &History) -> Result<i64, DcsError> {
-        let mut budget = self.inner.budget();
-        self.inner
-            .cas_put(
-                &mut budget,
-                "write history",
-                self.inner.keys.history(),
-                history.to_json(),
-                None,
-            )
+        let key = self.inner.keys.history();
+        self.put_within_budget("write history", key, history.to_json(), None)
             .await
     }
 
@@ -791,15 +785,9 @@ impl Dcs {
         if lock(&self.inner.last_failsafe).as_ref() == Some(members) {
             return Ok(false);
         }
-        let mut budget = self.inner.budget();
-        self.inner
-            .cas_put(
-                &mut budget,
-                "write failsafe",
-                self.inner.keys.failsafe(),
-                super::model::failsafe_to_json(members),
-                None,
-            )
+        let key = self.inner.keys.failsafe();
+        let value = super::model::failsafe_to_json(members);
+        self.put_within_budget("write failsafe", key, value, None)
             .await?;
         *lock(&self.inner.last_failsafe) = Some(members.clone());
         Ok(true)
@@ -807,15 +795,8 @@ impl Dcs {
 
     /// Write the legacy `optime/leader` (only needed while Patroni < 2.1 members exist).
     pub async fn write_legacy_optime(&self, lsn: u64) -> Result<i64, DcsError> {
-        let mut budget = self.inner.budget();
-        self.inner
-            .cas_put(
-                &mut budget,
-                "write optime/leader",
-                self.inner.keys.leader_optime(),
-                lsn.to_string(),
-                None,
-            )
+        let key = self.inner.keys.leader_optime();
+        self.put_within_budget("write optime/leader", key, lsn.to_string(), None)
             .await
     }
 
