@@ -72,11 +72,6 @@ impl Fence {
         self.inner.1.notify_all();
     }
 
-    /// The current deadline, if armed.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.lock().deadline
-    }
-
     /// Whether the fence fired since the last call (and clear the flag).
     pub fn take_fired(&self) -> bool {
         std::mem::take(&mut self.lock().fired)

@@ -1334,34 +1334,7 @@ mod tests {
     use super::*;
 
     /// The seed's haproxy.cfg, exactly (seeds/000_813f6dbf46d82761.txt).
-    pub const SEED_CFG: &str = "global
-    maxconn 384
-
-defaults
-    log global
-    mode tcp
-    retries 2
-    timeout client 30m
-    timeout connect 4s
-    timeout server 30m
-    timeout check 5s
-
-listen stats
-    mode http
-    bind *:7000
-    stats enable
-    stats uri /
-
-listen manning
-    bind /run/patroni/proxy.sock
-    bind *:5432
-    option httpchk
-    http-check expect status 200
-    default-server inter 2500ms fall 4 rise 2 on-marked-down shutdown-sessions
-    server manager manager.patroni.host:15432 maxconn 128 check port 8008
-    server worker-01 worker-01.patroni.host:15432 maxconn 128 check port 8008
-    server worker-02 worker-02.patroni.host:15432 maxconn 128 check port 8008
-";
+    pub const SEED_CFG: &str = include_str!("../../tests/fixtures/haproxy/seed-haproxy.cfg");
 
     fn no_env(_: &str) -> Option<String> {
         None

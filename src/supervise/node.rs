@@ -144,7 +144,7 @@ impl Node {
         Duration::from_secs(self.dynamic.loop_wait().max(1))
     }
 
-    fn settings(&self) -> decide::Settings {
+    pub(super) fn settings(&self) -> decide::Settings {
         decide::Settings {
             ttl: Duration::from_secs(self.dynamic.ttl()),
             fence_margin: self.cfg.manning.fence_margin(),
@@ -460,13 +460,12 @@ impl Node {
                 self.start_postgres(StartAs::Replica).await
             }
             Action::Fence => {
-                if let Some(pm) = self.pm.clone() {
+                if self.pm.is_some() {
                     error!(
                         "stopping postgres in immediate mode: the leader lock could not be \
                          renewed and may expire"
                     );
                     self.stop_postgres(StopPlan::immediate()).await;
-                    drop(pm);
                 }
                 self.lock = Lock::default();
                 self.fence.disarm();
@@ -484,11 +483,7 @@ impl Node {
     /// Record a successful renewal: the fence deadline moves.
     fn renewed(&mut self, r: &Renewal) {
         self.lock.renewed_sent_at = Some(r.sent_at.into_std());
-        if let Some(deadline) = decide::fence_deadline(&self.lock, &self.settings()) {
-            if let Some(pm) = &self.pm {
-                self.fence.arm(deadline, pm.clone());
-            }
-        }
+        self.renew_fence_target();
     }
 
     async fn keep_lock(&mut self) -> Step {
@@ -621,10 +616,9 @@ impl Node {
         Ok(Step::Next)
     }
 
+    /// Point the fence at the current postmaster with the deadline of the current lock.
     fn renew_fence_target(&self) {
-        if let (Some(deadline), Some(pm)) = (self.fence.deadline(), &self.pm) {
-            self.fence.arm(deadline, pm.clone());
-        } else if let (Some(deadline), Some(pm)) = (
+        if let (Some(deadline), Some(pm)) = (
             decide::fence_deadline(&self.lock, &self.settings()),
             &self.pm,
         ) {

@@ -119,7 +119,7 @@ impl Node {
         // /primary answers 200 only until the fence deadline: a loop that stopped renewing
         // turns this member's health check red by itself.
         s.leader_until = if self.is_primary() {
-            decide::fence_deadline(&self.lock, &self.settings_for_api())
+            decide::fence_deadline(&self.lock, &self.settings())
         } else {
             None
         };
@@ -214,16 +214,6 @@ impl Node {
             }
         });
         s
-    }
-
-    fn settings_for_api(&self) -> decide::Settings {
-        decide::Settings {
-            ttl: Duration::from_secs(self.dynamic.ttl()),
-            fence_margin: self.cfg.manning.fence_margin(),
-            primary_start_timeout: Duration::ZERO,
-            nofailover: false,
-            paused: false,
-        }
     }
 }
 
