@@ -5,9 +5,10 @@ CARGO        ?= cargo
 MUSL_TARGET  := x86_64-unknown-linux-musl
 STATIC_BIN   := target/$(MUSL_TARGET)/release/manning
 
-# Debian packages: build (protoc for etcd-client, musl for the static binary), test (etcd,
+# Debian packages: build (protoc and its well-known .proto files for etcd-client;
+# --no-install-recommends leaves libprotobuf-dev out otherwise, musl for the static binary), test (etcd,
 # PostgreSQL 15, iproute2 for network namespaces) and benchmarks (HAProxy, socat, pgbench).
-APT_PACKAGES := protobuf-compiler etcd-server etcd-client postgresql-15 postgresql-client-15 \
+APT_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client postgresql-15 postgresql-client-15 \
                 iproute2 haproxy socat musl-tools file procps util-linux python3-venv openssl
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Patroni from PyPI in its own venv, for compatibility tests against patronictl and
