@@ -1,9 +1,9 @@
 //! The DCS client against a real etcd started by the harness: lease, leader lock, the
-//! initialize race, CAS writes, the watch, unreachable etcd, malformed values and etcd auth.
+//! initialize race, CAS writes, the watch, unreachable etcd and malformed values (etcd auth is in
+//! `dcs_secrets.rs`).
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use manning::dcs::{
@@ -14,22 +14,8 @@ use serde_json::json;
 use support::*;
 use tokio::time::Instant;
 
-fn settings(etcd: &Etcd, name: &str, ttl: u64, retry: u64) -> DcsSettings {
-    DcsSettings {
-        endpoints: vec![etcd.endpoint.clone()],
-        tls: None,
-        username: None,
-        password: None,
-        namespace: "/manning".into(),
-        scope: "enterprises".into(),
-        member_name: name.into(),
-        ttl: Duration::from_secs(ttl),
-        retry_timeout: Duration::from_secs(retry),
-    }
-}
-
 fn dcs(etcd: &Etcd, name: &str) -> Dcs {
-    Dcs::new(settings(etcd, name, 30, 5)).expect("dcs")
+    Dcs::new(etcd.dcs_settings(name, 30, 5)).expect("dcs")
 }
 
 const LEADER: &str = "/manning/enterprises/leader";
@@ -61,7 +47,7 @@ fn member(role: Role, lsn: u64) -> Member {
 #[tokio::test]
 async fn lease_grant_and_keepalive() {
     let etcd = Etcd::start();
-    let d = Dcs::new(settings(&etcd, "n1", 3, 5)).unwrap();
+    let d = Dcs::new(etcd.dcs_settings("n1", 3, 5)).unwrap();
     assert!(matches!(d.keepalive().await, Err(DcsError::NoLease)));
 
     let before = Instant::now();
@@ -181,8 +167,8 @@ async fn release_only_deletes_our_own_value_and_records_the_last_lsn() {
 #[tokio::test]
 async fn lock_expires_about_ttl_after_keepalives_stop() {
     let etcd = Etcd::start();
-    let a = Dcs::new(settings(&etcd, "n1", 2, 3)).unwrap();
-    let b = Dcs::new(settings(&etcd, "n2", 2, 3)).unwrap();
+    let a = Dcs::new(etcd.dcs_settings("n1", 2, 3)).unwrap();
+    let b = Dcs::new(etcd.dcs_settings("n2", 2, 3)).unwrap();
     assert!(a.attempt_acquire_leader().await.unwrap());
     let r = a.update_leader().await.unwrap();
     // No more keepalives from `a`.
@@ -209,7 +195,7 @@ async fn lock_expires_about_ttl_after_keepalives_stop() {
 #[tokio::test]
 async fn frozen_etcd_reports_unreachable_within_the_budget_and_recovers() {
     let etcd = Etcd::start();
-    let d = Dcs::new(settings(&etcd, "n1", 20, 2)).unwrap();
+    let d = Dcs::new(etcd.dcs_settings("n1", 20, 2)).unwrap();
     assert!(d.attempt_acquire_leader().await.unwrap());
     d.keepalive().await.unwrap();
 
@@ -251,7 +237,7 @@ async fn frozen_etcd_reports_unreachable_within_the_budget_and_recovers() {
 async fn endpoints_are_tried_in_turn() {
     let etcd = Etcd::start();
     let dead = format!("127.0.0.1:{}", free_port());
-    let mut s = settings(&etcd, "n1", 20, 3);
+    let mut s = etcd.dcs_settings("n1", 20, 3);
     s.endpoints = vec![dead.clone(), etcd.endpoint.clone()];
     let d = Dcs::new(s).unwrap();
     let start = Instant::now();
@@ -260,7 +246,7 @@ async fn endpoints_are_tried_in_turn() {
     assert!(start.elapsed() < Duration::from_secs(3));
 
     // Nothing answers: the error comes within the budget and names the endpoints' failures.
-    let mut s = settings(&etcd, "n1", 20, 2);
+    let mut s = etcd.dcs_settings("n1", 20, 2);
     s.endpoints = vec![dead.clone(), format!("127.0.0.1:{}", free_port())];
     let d = Dcs::new(s).unwrap();
     let start = Instant::now();
@@ -449,7 +435,7 @@ async fn member_status_and_history_are_written_as_patroni_writes_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_follows_the_leader_and_resyncs_after_etcd_stalls() {
     let etcd = Etcd::start();
-    let a = Dcs::new(settings(&etcd, "n1", 30, 2)).unwrap();
+    let a = Dcs::new(etcd.dcs_settings("n1", 30, 2)).unwrap();
     let b = dcs(&etcd, "n2");
     let mut w = b.watch();
     let wait_for_cluster = |w: &mut manning::dcs::ClusterWatch,
@@ -564,60 +550,10 @@ async fn malformed_values_from_others_are_ignored_with_a_warning() {
     );
 }
 
-/// A `tracing` writer into a shared buffer, to check what the client logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn etcd_authentication_and_passwords_stay_secret() {
-    let etcd = Etcd::start();
-    etcd.ctl(&["user", "add", "root:Pa55w0rd%#'\\"]);
-    etcd.ctl(&["auth", "enable"]);
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let mut s = settings(&etcd, "n1", 30, 3);
-    s.username = Some("root".into());
-    s.password = Some("Pa55w0rd%#'\\".into());
-    let d = Dcs::new(s.clone()).unwrap();
-    assert!(d.attempt_acquire_leader().await.unwrap());
-    d.update_leader().await.unwrap();
-    assert_eq!(d.get_cluster().await.unwrap().leader_name(), Some("n1"));
-
-    s.password = Some("wrong-Secret-123".into());
-    let bad = Dcs::new(s).unwrap();
-    let err = bad.get_cluster().await.unwrap_err();
-    assert!(matches!(err, DcsError::Auth { .. }), "{err:?}");
-    let text = format!("{err} {err:?} {bad:?}");
-    assert!(!text.contains("wrong-Secret-123"), "{text}");
-
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("leader lock acquired"), "{logs}");
-    assert!(
-        !logs.contains("Pa55w0rd") && !logs.contains("wrong-Secret"),
-        "{logs}"
-    );
-}
-
 #[tokio::test]
 async fn a_frozen_member_of_a_three_member_cluster_is_skipped() {
     let cluster = EtcdCluster::start(3);
-    let mut s = settings(&cluster.members[0], "n1", 20, 3);
+    let mut s = cluster.members[0].dcs_settings("n1", 20, 3);
     s.endpoints = cluster.endpoints();
     let d = Dcs::new(s).unwrap();
     // The first endpoint answers, so it becomes the one tried first.

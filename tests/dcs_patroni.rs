@@ -6,27 +6,12 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use manning::dcs::{Dcs, DcsSettings, History, HistoryEntry, Member, Role, State, Status};
+use manning::dcs::{Dcs, History, HistoryEntry, Member, Role, State, Status};
 use serde_json::{Value, json};
 use support::*;
 
 const SYSID: &str = "7301234567890123456";
-
-fn settings(etcd: &Etcd, name: &str) -> DcsSettings {
-    DcsSettings {
-        endpoints: vec![etcd.endpoint.clone()],
-        tls: None,
-        username: None,
-        password: None,
-        namespace: "/manning".into(),
-        scope: "enterprises".into(),
-        member_name: name.into(),
-        ttl: Duration::from_secs(30),
-        retry_timeout: Duration::from_secs(5),
-    }
-}
 
 /// A patronictl.yaml pointing at the test etcd.
 fn ctl_config(etcd: &Etcd, dir: &Path) -> std::path::PathBuf {
@@ -121,8 +106,8 @@ async fn patronictl_reads_what_we_write() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = ctl_config(&etcd, dir.path());
-    let n1 = Dcs::new(settings(&etcd, "node1")).unwrap();
-    let n2 = Dcs::new(settings(&etcd, "node2")).unwrap();
+    let n1 = Dcs::new(etcd.dcs_settings("node1", 30, 5)).unwrap();
+    let n2 = Dcs::new(etcd.dcs_settings("node2", 30, 5)).unwrap();
 
     assert!(n1.race_initialize().await.unwrap());
     n1.write_config(
@@ -220,7 +205,7 @@ async fn what_patroni_writes_parses_in_our_model() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = ctl_config(&etcd, dir.path());
-    let ours = Dcs::new(settings(&etcd, "node2")).unwrap();
+    let ours = Dcs::new(etcd.dcs_settings("node2", 30, 5)).unwrap();
 
     // Patroni's code paths: initialize race, config, member, lock, sync, failover, status,
     // history, failsafe.

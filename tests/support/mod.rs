@@ -133,6 +133,21 @@ pub struct Etcd {
 }
 
 impl Etcd {
+    /// Settings for a `Dcs` client of this etcd: namespace `/manning`, scope `enterprises`.
+    pub fn dcs_settings(&self, name: &str, ttl_s: u64, retry_s: u64) -> manning::dcs::DcsSettings {
+        manning::dcs::DcsSettings {
+            endpoints: vec![self.endpoint.clone()],
+            tls: None,
+            username: None,
+            password: None,
+            namespace: "/manning".into(),
+            scope: "enterprises".into(),
+            member_name: name.into(),
+            ttl: Duration::from_secs(ttl_s),
+            retry_timeout: Duration::from_secs(retry_s),
+        }
+    }
+
     pub fn start() -> Etcd {
         let etcd = require_bin("etcd");
         let dir = tempfile::Builder::new()
