@@ -22,10 +22,14 @@ Targets: manning proxy >= 1.1 x HAProxy TPS; forward+proxy >= 1.3 x socat+HAProx
 <= 30 MB RSS with 500 idle clients.
 
 Each path runs --rounds times per mode, interleaved with the others, and the median is
-reported, because this machine is shared and its load drifts; the proxies' CPU time per
+reported, because this machine is shared and its load drifts; a ratio is the median of the
+per-round ratios (two runs seconds apart share the load); the proxies' CPU time per
 transaction is reported next to it (it does not depend on that load).
 
-Usage: bench/proxy.py [--seconds N] [--rounds N] [--no-build]   (run as root: postgres runs as `postgres`)
+Usage: bench/proxy.py [--seconds N] [--rounds N] [--no-build] [--paths abc...] [--modes tps,conn]
+                      [--no-memory] [--proxy-arg ARG ...]   (run as root: postgres runs as `postgres`)
+--paths picks rows by letter (the direct row (a) always runs: the ratios need it); --proxy-arg
+passes an extra argument to `manning proxy` (e.g. --proxy-arg=--threads=1), for experiments.
 """
 
 import argparse
@@ -257,10 +261,17 @@ def wait_for_up(stats_port, what, timeout=15.0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=int, default=10, help="pgbench duration per run (default 10)")
-    ap.add_argument("--rounds", type=int, default=3, help="runs per path and mode, interleaved (default 3)")
+    ap.add_argument("--seconds", type=int, default=6, help="pgbench duration per run (default 6)")
+    ap.add_argument("--rounds", type=int, default=5, help="runs per path and mode, interleaved (default 5)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/manning as it is")
+    ap.add_argument("--paths", default="abcdef", help="rows to run, by letter (default abcdef)")
+    ap.add_argument("--modes", default="tps,conn", help="tps (pgbench -S), conn (pgbench -S -C) or both")
+    ap.add_argument("--no-memory", action="store_true", help="skip the resident memory measurement")
+    ap.add_argument("--proxy-arg", action="append", default=[], help="extra argument for manning proxy")
     args = ap.parse_args()
+    modes = [m for m, name in ((False, "tps"), (True, "conn")) if name in args.modes.split(",")]
+    if not modes:
+        die("--modes: say tps, conn or tps,conn")
     if os.geteuid() != 0:
         die("run as root (PostgreSQL runs as the `postgres` user)")
     for tool in ["pgbench", "socat", "/usr/sbin/haproxy", f"{PG_BIN}/initdb", f"{PG_BIN}/postgres"]:
@@ -314,7 +325,7 @@ def main():
         ha_cfg, ha_port, ha_stats, ha_sock = cfg("haproxy")
         ha = spawn(["/usr/sbin/haproxy", "-db", "-f", ha_cfg], log)
         m_cfg, m_port, m_stats, m_sock = cfg("manning")
-        mp = spawn([MANNING, "proxy", "-f", m_cfg], log)
+        mp = spawn([MANNING, "proxy", "-f", m_cfg] + args.proxy_arg, log)
         wait_for_up(ha_stats, "haproxy")
         wait_for_up(m_stats, "manning proxy")
         socat_port = free_port()
@@ -334,13 +345,14 @@ def main():
                         f"UNIX:{m_sock}"], log)
             wait_port(cp_port, "manning forward --no-handoff")
             paths.append(("(f) forward --no-handoff + proxy", cp_port, [cp, mp]))
+        paths = [p for p in paths if p[0][1] == "a" or p[0][1] in args.paths]
         print(f"work dir {work}; postgres on {pg_port}; {args.rounds} rounds of {args.seconds} s per path and mode",
               flush=True)
         pgbench(pg_port, 3, False)  # warm-up: caches, autovacuum after pgbench -i
-        runs = {label: {False: [], True: []} for label, _, _ in paths}
+        runs = {label: {False: {}, True: {}} for label, _, _ in paths}
         cpu = {label: {False: [0.0, 0], True: [0.0, 0]} for label, _, _ in paths}
         errors = {}
-        for connect_each in (False, True):
+        for connect_each in modes:
             for r in range(args.rounds):
                 for label, port, procs in paths:
                     mode = "-C " if connect_each else ""
@@ -352,10 +364,10 @@ def main():
                     if err:
                         errors[label] = "; ".join(err)
                         continue
-                    runs[label][connect_each].append(tps)
+                    runs[label][connect_each][r] = tps
                     cpu[label][connect_each][0] += used
                     cpu[label][connect_each][1] += tx
-        results = {label: tuple(median(runs[label][c]) for c in (False, True)) for label, _, _ in paths}
+        results = {label: tuple(median(list(runs[label][c].values())) for c in (False, True)) for label, _, _ in paths}
         cpu_per_tx = {label: tuple(cpu[label][c][0] / cpu[label][c][1] * 1e6 if cpu[label][c][1] else None
                                    for c in (False, True)) for label, _, _ in paths}
         notes = dict(errors)
@@ -370,7 +382,7 @@ def main():
         # Memory: a config that lets 500 sessions through (the seed's maxconn 128 would queue
         # the rest and close them after `timeout queue`); otherwise the seed's settings.
         memory = {}
-        for name, cmd in [("manning proxy", lambda c: [MANNING, "proxy", "-f", c]),
+        for name, cmd in [] if args.no_memory else [("manning proxy", lambda c: [MANNING, "proxy", "-f", c]),
                           ("haproxy", lambda c: ["/usr/sbin/haproxy", "-db", "-f", c])]:
             c, port, stats_port, _ = cfg(f"mem-{name.split()[0]}", server_maxconn=600, global_maxconn=1100)
             p = spawn(cmd(c), log)
@@ -396,22 +408,29 @@ def main():
                 print(f"{label:<30} {notes.get(label, 'failed')}")
                 continue
             ct, cc = cpu_per_tx[label]
-            t = f"{tps:>8.0f} {tps / direct_tps:>8.2f}" if tps else f"{'-':>8} {'':>8}"
+            t = f"{tps:>8.0f} {tps / direct_tps:>8.2f}" if tps and direct_tps else f"{'-':>8} {'':>8}"
             t += f" {ct:>10.1f}" if ct and label != "(a) direct" else f" {'':>10}"
-            c = f"{cps:>10.0f} {cps / direct_cps:>8.2f}" if cps else f"{'-':>10} {'':>8}"
+            c = f"{cps:>10.0f} {cps / direct_cps:>8.2f}" if cps and direct_cps else f"{'-':>10} {'':>8}"
             c += f" {cc:>12.1f}" if cc and label != "(a) direct" else f" {'':>12}"
             print(f"{label:<30} {t} {c}" + (f"   ({notes[label]})" if label in notes else ""))
 
         def ratio(a, b, what, target):
-            ta, tb = results[a], results[b]
+            """The median of per-round ratios: the two runs of a round are seconds apart, so
+            they share the machine's load far more than two medians over the whole bench do."""
+            if a not in results or b not in results:
+                return
             for i, kind in [(0, "TPS"), (1, "conn/s")]:
-                if ta[i] and tb[i]:
-                    r = ta[i] / tb[i]
+                mode = bool(i)
+                paired = sorted(runs[a][mode][r] / runs[b][mode][r]
+                                for r in runs[a][mode] if r in runs[b][mode])
+                if paired:
+                    r = median(paired)
                     verdict = "meets" if r >= target else "MISSES"
                     ca, cb = cpu_per_tx[a][i], cpu_per_tx[b][i]
                     extra = f"; proxy CPU per {'tx' if i == 0 else 'conn'} {ca / cb:.2f} x" if ca and cb else ""
-                    print(f"  {what} {kind}: {r:.2f} x (target >= {target}: {verdict}){extra}")
-                else:
+                    spread = f" (rounds {paired[0]:.2f}..{paired[-1]:.2f})" if len(paired) > 1 else ""
+                    print(f"  {what} {kind}: {r:.2f} x{spread} (target >= {target}: {verdict}){extra}")
+                elif results[a][i] is not None or results[b][i] is not None:
                     print(f"  {what} {kind}: not measured ({notes.get(a, notes.get(b, 'failed'))})")
 
         print("ratios:")

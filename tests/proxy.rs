@@ -98,8 +98,12 @@ impl ProxyProc {
 
     /// Wait until server `sv`'s `status` column is `want`.
     fn wait_status(&self, sv: &str, want: &str, timeout: Duration) {
-        wait_for(&format!("{sv} to be {want}"), timeout, || {
-            (self.field(sv, "status") == want).then_some(())
+        self.wait_field(sv, "status", want, timeout);
+    }
+
+    fn wait_field(&self, sv: &str, col: &str, want: &str, timeout: Duration) {
+        wait_for(&format!("{sv} {col} to be {want}"), timeout, || {
+            (self.field(sv, col) == want).then_some(())
         });
     }
 
@@ -612,6 +616,38 @@ fn failed_connects_are_retried_then_counted() {
     assert_eq!(csv["pg-a"]["connect"], "3");
 }
 
+/// A `listen` body with one UNIX bind at `sock` and one checked server.
+fn unix_bind_body(sock: &Path, pg: &Postgres, check: &StatusResponder) -> String {
+    format!(
+        "    bind {}\n{FAST_CHECKS}{}",
+        sock.display(),
+        server_line("pg-a", pg, check, "")
+    )
+}
+
+/// `manning forward` from 127.0.0.1:`port` to the UNIX socket `sock`, logging to `log`.
+/// Start `manning forward` and wait for its "listening" line. (Not a probe connection: the
+/// forwarder would hand that over, and the proxy would count it as a session.)
+fn start_forward(port: u16, sock: &Path, log: &Path, extra: &[&str]) -> Proc {
+    let file = std::fs::File::create(log).unwrap();
+    let forward = Proc {
+        child: Command::new(manning_bin())
+            .args(["forward", &format!("tcp://127.0.0.1:{port}")])
+            .arg(format!("unix://{}", sock.display()))
+            .args(extra)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap(),
+        name: "manning forward".into(),
+    };
+    wait_for("the forwarder to listen", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.contains("listening on").then_some(())
+    });
+    forward
+}
+
 /// `manning forward` in front of a `manning proxy`'s UNIX socket hands each client over
 /// (net::handoff): the proxy serves it directly, so the session outlives the forwarder.
 /// With `--no-handoff` the forwarder copies bytes and its death ends the session.
@@ -621,11 +657,7 @@ async fn forward_hands_clients_over_to_a_local_proxy() {
     let ra = StatusResponder::start(200);
     let sockdir = tempfile::tempdir().unwrap();
     let sock = sockdir.path().join("proxy.sock");
-    let body = format!(
-        "    bind {}\n{FAST_CHECKS}{}",
-        sock.display(),
-        server_line("pg-a", &a, &ra, "")
-    );
+    let body = unix_bind_body(&sock, &a, &ra);
     let p = ProxyProc::start("", &body, "");
     p.wait_status("pg-a", "UP", Duration::from_secs(5));
     let handoff = sockdir.path().join("proxy.sock.handoff");
@@ -634,24 +666,8 @@ async fn forward_hands_clients_over_to_a_local_proxy() {
     for copy in [false, true] {
         let port = free_port();
         let log = sockdir.path().join(format!("forward-{copy}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(manning_bin());
-        cmd.args(["forward", &format!("tcp://127.0.0.1:{port}")])
-            .arg(format!("unix://{}", sock.display()));
-        if copy {
-            cmd.arg("--no-handoff");
-        }
-        let mut forward = Proc {
-            child: cmd
-                .stdout(file.try_clone().unwrap())
-                .stderr(file)
-                .spawn()
-                .unwrap(),
-            name: "manning forward".into(),
-        };
-        wait_for("the forwarder", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        let extra: &[&str] = if copy { &["--no-handoff"] } else { &[] };
+        let mut forward = start_forward(port, &sock, &log, extra);
         let (client, ended) = hold(port).await;
         let row = client
             .query_one("select inet_server_port()", &[])
@@ -677,4 +693,36 @@ async fn forward_hands_clients_over_to_a_local_proxy() {
     let (status, log) = p.terminate();
     assert!(status.success(), "{log}");
     assert!(!handoff.exists(), "the hand-off socket is removed on exit");
+}
+
+/// The forwarder keeps one hand-off connection; when the proxy restarts, the next client
+/// goes over a new one, without a copied session in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_off_survives_a_proxy_restart() {
+    let a = Postgres::start();
+    let ra = StatusResponder::start(200);
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock = sockdir.path().join("proxy.sock");
+    let body = unix_bind_body(&sock, &a, &ra);
+    let port = free_port();
+    let log = sockdir.path().join("forward.log");
+    let _forward = start_forward(port, &sock, &log, &[]);
+    for restart in 0..2 {
+        let p = ProxyProc::start("", &body, "");
+        p.wait_status("pg-a", "UP", Duration::from_secs(5));
+        for _ in 0..3 {
+            let (client, ended) = hold(port).await;
+            let row = client.query_one("select 1", &[]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), 1, "proxy run {restart}");
+            assert_eq!(p.field("pg-a", "scur"), "1", "handed over, not copied");
+            drop(client);
+            let _ = ended.await;
+            // The proxy ends the session once postgres has closed its side too.
+            p.wait_field("pg-a", "scur", "0", Duration::from_secs(5));
+        }
+        let (status, text) = p.terminate();
+        assert!(status.success(), "{text}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("copying bytes"), "{text}");
 }

@@ -196,9 +196,8 @@ impl ApiServer {
                     config.listen
                 )
             })?;
-        let local_addr = match &listener {
-            Listener::Tcp(l) => l.local_addr()?,
-            Listener::Unix { .. } | Listener::Handoff { .. } => unreachable_unix()?,
+        let Some(local_addr) = listener.tcp_addr() else {
+            return unreachable_unix();
         };
         info!(
             "REST API listening on {local_addr} (authentication {}, allowlist {})",
@@ -229,9 +228,6 @@ impl ApiServer {
     /// Serve until `shutdown` resolves, then stop accepting, let requests in flight finish
     /// within [`Limits::shutdown_grace`], and return.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Listener::Tcp(tcp) = &self.listener else {
-            return unreachable_unix();
-        };
         let limits = self.shared.limits.clone();
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -242,7 +238,7 @@ impl ApiServer {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = tcp.accept() => match accepted {
+                accepted = self.listener.accept_tcp() => match accepted {
                     Ok((stream, peer)) => {
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             refused += 1;

@@ -13,6 +13,7 @@
 //! A second signal during the grace period cuts at once.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::report::{OutageLog, Report, Throttle};
 use crate::net::pump::{PumpOptions, pump_with};
 use crate::net::runtime::Workers;
-use crate::net::{Endpoint, Listener, Stream};
+use crate::net::{Endpoint, Listener, StdStream, Stream, handoff};
 use crate::signals::Shutdown;
 
 /// How the forwarder runs, after the command line has been checked.
@@ -65,48 +66,57 @@ struct Shared {
     outage: Mutex<OutageLog>,
     /// Connections cut at the end of the grace period.
     cut: AtomicU64,
-    /// Whether hand-off works now: `None` untried, `Some(Ok)` working, `Some(Err(t))`
-    /// failed at `t` (copy until `t + HANDOFF_RETRY`).
-    handoff: Mutex<Option<Result<(), Instant>>>,
 }
 
-impl Shared {
-    /// Hand `client` to the local proxy if the target has a hand-off socket that works.
-    /// `true`: the proxy serves it now and our copy can be closed.
-    async fn hand_off(&self, client: &Stream) -> bool {
-        let Some(path) = &self.cfg.handoff else {
-            return false;
-        };
-        let state = *self.handoff.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(Err(failed)) = state
+/// The forwarder's end of the hand-off (see `net::handoff`), owned by the accept loop.
+struct HandOff {
+    sender: handoff::Sender,
+    /// `None` untried, `Some(Ok)` working, `Some(Err(t))` failed at `t` (copy until
+    /// `t + HANDOFF_RETRY`).
+    state: Option<Result<(), Instant>>,
+}
+
+impl HandOff {
+    /// Pass `client` to the local proxy if its hand-off socket works. `true`: the proxy
+    /// serves it now and our copy can be closed. Never waits.
+    fn pass(&mut self, client: &StdStream) -> bool {
+        if let Some(Err(failed)) = self.state
             && failed.elapsed() < HANDOFF_RETRY
         {
             return false;
         }
-        let result = crate::net::handoff::send(path, client).await;
-        let mut state = self.handoff.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.sender.send(client.as_fd());
+        let path = || self.sender.path().display();
         match result {
             Ok(()) => {
-                if *state != Some(Ok(())) {
+                if self.state != Some(Ok(())) {
                     info!(
-                        "handing connections over to the manning proxy at {} (the proxy serves \
-                         them directly; no bytes are copied here)",
-                        path.display()
+                        "handing connections over to the manning proxy at {} (the proxy \
+                         serves them directly; no bytes are copied here)",
+                        path()
                     );
                 }
-                *state = Some(Ok(()));
+                self.state = Some(Ok(()));
                 true
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // The proxy is behind on taking clients: copy this one, keep handing off.
+                debug!(
+                    "hand-off queue to {} full; copying this client's bytes",
+                    path()
+                );
+                false
+            }
             Err(e) => {
-                match *state {
+                match self.state {
                     Some(Ok(())) => info!(
                         "hand-off to {} failed ({e}); copying bytes to the target instead",
-                        path.display()
+                        path()
                     ),
-                    None => debug!("no hand-off at {} ({e}); copying bytes", path.display()),
+                    None => debug!("no hand-off at {} ({e}); copying bytes", path()),
                     Some(Err(_)) => {}
                 }
-                *state = Some(Err(Instant::now()));
+                self.state = Some(Err(Instant::now()));
                 false
             }
         }
@@ -147,7 +157,6 @@ pub async fn serve(
         cfg,
         outage: Mutex::new(OutageLog::default()),
         cut: AtomicU64::new(0),
-        handoff: Mutex::new(None),
     });
     let local = listener
         .local_endpoint()
@@ -168,6 +177,10 @@ pub async fn serve(
     let mut limit_note = Throttle::new(Duration::from_secs(60));
     let mut accept_note = Throttle::new(Duration::from_secs(10));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut hand_off = shared.cfg.handoff.clone().map(|path| HandOff {
+        sender: handoff::Sender::new(path),
+        state: None,
+    });
 
     let signal = loop {
         if limit.available_permits() == 0 {
@@ -181,7 +194,7 @@ pub async fn serve(
         }
         let accept = async {
             let permit = limit.clone().acquire_owned().await;
-            (permit, listener.accept().await)
+            (permit, listener.accept_detached().await)
         };
         tokio::select! {
             biased;
@@ -194,6 +207,11 @@ pub async fn serve(
                 let permit = permit.context("connection limit closed")?;
                 match accepted {
                     Ok(client) => {
+                        if let Some(h) = &mut hand_off
+                            && h.pass(&client)
+                        {
+                            continue; // the proxy has it; our copy and the permit go
+                        }
                         let (shared, cut) = (shared.clone(), cut_rx.clone());
                         workers.spawn_session(client, move |client| {
                             handle(shared, client, cut, permit)
@@ -294,10 +312,6 @@ async fn handle(
         String::new()
     };
     let started = Instant::now();
-    if shared.hand_off(&client).await {
-        debug!(peer, "handed over to the proxy");
-        return;
-    }
     let work = async {
         let mut server = match Stream::connect(&shared.cfg.target, shared.cfg.connect_timeout).await
         {

@@ -13,22 +13,31 @@
 //! socket file's existence signals the feature, so no byte ever reaches a peer that would
 //! not understand it.
 //!
+//! A forwarder keeps one connection to `P.handoff` open and sends one message per client
+//! (one `sendmsg`, never blocking: see [`Sender`]); the proxy receives on each forwarder
+//! connection in a background task and queues the clients for its accept loop ([`serve`]).
+//! Connecting per client would cost a UNIX connect, accept and close for every client, which
+//! showed up in `pgbench -C` (a new connection per transaction).
+//!
 //! The message is one byte, [`MAGIC`], carrying exactly one descriptor. The receiver
 //! checks that it got exactly one descriptor and that it is a connected stream socket
 //! before serving it; anything else is dropped (and closed).
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockType, SockaddrLike,
-    SockaddrStorage, getsockname, getsockopt, recvmsg, sendmsg, sockopt,
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrLike,
+    SockaddrStorage, UnixAddr, connect, getsockname, getsockopt, recvmsg, sendmsg, socket, sockopt,
 };
 use tokio::io::Interest;
-use tokio::net::UnixStream;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tracing::debug;
 
-use super::Stream;
+use super::StdStream;
 
 /// Suffix of the hand-off socket next to a proxy's UNIX socket.
 pub const SUFFIX: &str = ".handoff";
@@ -43,31 +52,133 @@ pub fn path_for(socket: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Forwarder side: pass `client` to the proxy listening on `handoff`. On success the
-/// proxy holds its own reference to the socket and the caller drops its copy.
-pub async fn send(handoff: &Path, client: &Stream) -> io::Result<()> {
-    let conn = UnixStream::connect(handoff).await?;
-    let fds = [client.as_raw_fd()];
-    let payload = [MAGIC];
-    loop {
-        conn.writable().await?;
-        let sent = conn.try_io(Interest::WRITABLE, || {
-            let iov = [IoSlice::new(&payload)];
-            let cmsg = [ControlMessage::ScmRights(&fds)];
-            sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
-                .map_err(io::Error::from)
-        });
-        match sent {
-            Ok(1) => return Ok(()),
-            Ok(_) => return Err(io::Error::other("hand-off message not sent whole")),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+/// Capacity of the queue between the hand-off receivers and the proxy's accept loop. When it
+/// is full the receivers stop reading, the forwarders' socket buffers fill, and a forwarder
+/// whose send would block copies that client's bytes itself instead of waiting.
+pub const QUEUE: usize = 128;
+
+/// Most forwarder connections served at once (a forwarder keeps one); more are closed.
+const MAX_PEERS: usize = 64;
+
+/// Forwarder side: one long-lived connection to the proxy's hand-off socket, over which
+/// each accepted client is passed with a single `sendmsg`. Never blocks: the socket is
+/// non-blocking, and a full queue is reported as `WouldBlock` for the caller to copy that
+/// client instead.
+#[derive(Debug)]
+pub struct Sender {
+    path: PathBuf,
+    conn: Option<std::os::unix::net::UnixStream>,
+}
+
+impl Sender {
+    pub fn new(path: PathBuf) -> Sender {
+        Sender { path, conn: None }
+    }
+
+    /// The hand-off socket this sends to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pass `client` to the proxy. On success the proxy holds its own reference to the
+    /// socket and the caller closes its copy. A connection the proxy has closed (it
+    /// restarted) is replaced once, at once.
+    pub fn send(&mut self, client: BorrowedFd<'_>) -> io::Result<()> {
+        let reused = self.conn.is_some();
+        match self.send_once(client) {
+            Err(e) if reused && is_stale(&e) => self.send_once(client),
+            result => result,
         }
+    }
+
+    /// One attempt, connecting first when there is no connection. Any failure but a full
+    /// queue drops the connection, so the next attempt starts a fresh one.
+    fn send_once(&mut self, client: BorrowedFd<'_>) -> io::Result<()> {
+        let conn = match &self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(connect_nonblocking(&self.path)?),
+        };
+        let fds = [client.as_raw_fd()];
+        let iov = [IoSlice::new(&[MAGIC])];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        let result = match sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, flags, None) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EAGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
+            Ok(_) => Err(io::Error::other("hand-off message not sent whole")),
+            Err(e) => Err(e.into()),
+        };
+        self.conn = None;
+        result
     }
 }
 
-/// Proxy side: receive one client socket on an accepted hand-off connection.
-pub async fn receive(conn: &UnixStream) -> io::Result<Stream> {
+/// The proxy closed our connection (it restarted): worth one retry on a new one.
+fn is_stale(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+    )
+}
+
+/// A non-blocking connect: a proxy whose backlog is full (stopped, or hung) makes it fail
+/// with `EAGAIN` at once instead of stalling the forwarder's accept loop.
+fn connect_nonblocking(path: &Path) -> io::Result<std::os::unix::net::UnixStream> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(std::os::unix::net::UnixStream::from(fd))
+}
+
+/// Proxy side: accept forwarders on `listener` and pass every client socket they send into
+/// `tx` until the receiving end is dropped. A peer that sends anything but well-formed
+/// hand-off messages is disconnected.
+pub async fn serve(listener: UnixListener, path: PathBuf, tx: mpsc::Sender<StdStream>) {
+    // The receivers live in this set, so they end with this task (the proxy's listener
+    // aborts it when dropped) and no client is taken by a proxy that stopped serving.
+    let mut peers = tokio::task::JoinSet::new();
+    loop {
+        let conn = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    debug!(path = %path.display(), "hand-off accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            Some(_) = peers.join_next() => continue,
+        };
+        if peers.len() >= MAX_PEERS {
+            debug!(path = %path.display(), "hand-off: {MAX_PEERS} forwarders connected already; closing a new one");
+            continue;
+        }
+        let (tx, path) = (tx.clone(), path.clone());
+        peers.spawn(async move {
+            loop {
+                match receive(&conn).await {
+                    Ok(client) => {
+                        if tx.send(client).await.is_err() {
+                            return; // the proxy stopped accepting
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return,
+                    Err(e) => {
+                        debug!(path = %path.display(), "hand-off peer disconnected: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Proxy side: receive one client socket on a forwarder's hand-off connection.
+pub async fn receive(conn: &UnixStream) -> io::Result<StdStream> {
     loop {
         conn.readable().await?;
         let got = conn.try_io(Interest::READABLE, || receive_fd(conn.as_raw_fd()));
@@ -78,7 +189,6 @@ pub async fn receive(conn: &UnixStream) -> io::Result<Stream> {
         }
     }
 }
-
 fn receive_fd(sock: RawFd) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
@@ -116,8 +226,8 @@ fn receive_fd(sock: RawFd) -> io::Result<OwnedFd> {
     Ok(fds.remove(0))
 }
 
-/// Check that `fd` is a connected stream socket and wrap it.
-fn into_stream(fd: OwnedFd) -> io::Result<Stream> {
+/// Check that `fd` is a connected stream socket and wrap it (non-blocking, `TCP_NODELAY`).
+fn into_stream(fd: OwnedFd) -> io::Result<StdStream> {
     let ty = getsockopt(&fd, sockopt::SockType).map_err(io::Error::from)?;
     if ty != SockType::Stream {
         return Err(io::Error::new(
@@ -130,17 +240,16 @@ fn into_stream(fd: OwnedFd) -> io::Result<Stream> {
         .family();
     match family {
         Some(AddressFamily::Inet | AddressFamily::Inet6) => {
-            let std_stream = std::net::TcpStream::from(fd);
-            std_stream.peer_addr()?; // connected?
-            std_stream.set_nonblocking(true)?;
-            let s = tokio::net::TcpStream::from_std(std_stream)?;
+            let s = std::net::TcpStream::from(fd);
+            s.peer_addr()?; // connected?
+            s.set_nonblocking(true)?;
             s.set_nodelay(true)?;
-            Ok(Stream::Tcp(s))
+            Ok(StdStream::Tcp(s))
         }
         Some(AddressFamily::Unix) => {
-            let std_stream = std::os::unix::net::UnixStream::from(fd);
-            std_stream.set_nonblocking(true)?;
-            Ok(Stream::Unix(UnixStream::from_std(std_stream)?))
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(StdStream::Unix(s))
         }
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -152,6 +261,7 @@ fn into_stream(fd: OwnedFd) -> io::Result<Stream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
@@ -163,31 +273,91 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tcp_client_is_handed_over_and_keeps_working() {
+    async fn tcp_clients_are_handed_over_on_one_connection_and_keep_working() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("proxy.sock.handoff");
-        let handoff = tokio::net::UnixListener::bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let server = tokio::spawn(serve(UnixListener::bind(&path).unwrap(), path.clone(), tx));
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (accepted, _) = tcp.accept().await.unwrap();
-        let accepted = Stream::Tcp(accepted);
+        let mut sender = Sender::new(path.clone());
+        for round in 0..3u8 {
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (accepted, _) = tcp.accept().await.unwrap();
+            sender.send(accepted.as_fd()).unwrap();
+            drop(accepted); // the forwarder closes its copy
+            let served = rx.recv().await.unwrap();
+            let StdStream::Tcp(served) = served else {
+                panic!("not TCP")
+            };
+            let mut served = tokio::net::TcpStream::from_std(served).unwrap();
+            client.write_all(&[b'p', round]).await.unwrap();
+            let mut buf = [0u8; 2];
+            served.read_exact(&mut buf).await.unwrap();
+            assert_eq!(buf, [b'p', round]);
+            served.write_all(b"ok").await.unwrap();
+            client.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ok");
+        }
+        server.abort();
+    }
 
-        let (sent, received) = tokio::join!(send(&path, &accepted), async {
-            let (conn, _) = handoff.accept().await.unwrap();
-            receive(&conn).await
-        });
-        sent.unwrap();
-        drop(accepted); // the forwarder closes its copy
-        let mut served = received.unwrap();
-        assert!(matches!(served, Stream::Tcp(_)));
-        client.write_all(b"ping").await.unwrap();
-        let mut buf = [0u8; 4];
-        served.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping");
-        served.write_all(b"pong").await.unwrap();
-        client.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"pong");
+    #[tokio::test]
+    async fn a_restarted_proxy_gets_a_new_connection_and_a_gone_one_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h");
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = tcp.accept().await.unwrap();
+        let mut sender = Sender::new(path.clone());
+        assert!(
+            sender.send(accepted.as_fd()).is_err(),
+            "nothing listens yet"
+        );
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let first = tokio::spawn(serve(UnixListener::bind(&path).unwrap(), path.clone(), tx));
+        sender.send(accepted.as_fd()).unwrap();
+        rx.recv().await.unwrap();
+        // The proxy restarts: its listener and the accepted connection go away.
+        first.abort();
+        let _ = first.await;
+        drop(rx);
+        std::fs::remove_file(&path).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (tx, mut rx) = mpsc::channel(4);
+        let _second = tokio::spawn(serve(UnixListener::bind(&path).unwrap(), path.clone(), tx));
+        sender.send(accepted.as_fd()).unwrap();
+        rx.recv().await.unwrap();
+    }
+
+    /// A proxy that stops taking clients must never stall the forwarder's accept loop:
+    /// once the socket buffer is full, `send` says `WouldBlock` (and the forwarder copies).
+    #[test]
+    fn a_proxy_that_takes_nothing_makes_send_would_block_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+        let (accepted, _) = tcp.accept().unwrap();
+        let mut sender = Sender::new(path);
+        let _peer = {
+            sender.send(accepted.as_fd()).unwrap();
+            listener.accept().unwrap() // accepted, never read
+        };
+        let started = std::time::Instant::now();
+        let mut sent = 1;
+        let err = loop {
+            match sender.send(accepted.as_fd()) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 100_000, "the socket buffer never filled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err} after {sent}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[tokio::test]

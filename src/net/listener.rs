@@ -6,13 +6,16 @@
 //! answers a connect on it; and our own file is removed when the listener is dropped.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tokio::net::{TcpListener, TcpSocket, UnixListener};
-use tracing::{debug, info};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::{TcpSocket, UnixListener};
+use tracing::info;
 
-use super::{Endpoint, Stream};
+use super::{Endpoint, StdStream, Stream};
 
 /// Options for binding.
 #[derive(Debug, Clone, Default)]
@@ -26,24 +29,24 @@ pub struct BindOptions {
 /// A bound listener of either kind.
 #[derive(Debug)]
 pub enum Listener {
-    Tcp(TcpListener),
+    /// Accepts are raw `accept4` calls (see [`Listener::accept_detached`]), hence `AsyncFd`
+    /// around the std listeners rather than tokio's.
+    Tcp(AsyncFd<std::net::TcpListener>),
     Unix {
-        listener: UnixListener,
+        listener: AsyncFd<std::os::unix::net::UnixListener>,
         /// Removed on drop.
         path: PathBuf,
     },
     /// The hand-off socket next to a UNIX bind (see [`super::handoff`]): `accept` returns
-    /// the client sockets a `manning forward` passes over it.
+    /// the client sockets that `manning forward` processes pass over it. A background task
+    /// (aborted on drop) accepts the forwarders' connections and receives on each.
     Handoff {
-        listener: UnixListener,
+        incoming: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<StdStream>>,
+        acceptor: tokio::task::AbortHandle,
         /// Removed on drop.
         path: PathBuf,
     },
 }
-
-/// How long a hand-off connection may take to deliver its descriptor (the forwarder sends
-/// it right after connecting).
-const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Listener {
     /// Bind `endpoint`. A wildcard TCP host (`*:port`, `:port`) binds all addresses
@@ -71,7 +74,7 @@ impl Listener {
                     }?;
                     socket.set_reuseaddr(true)?;
                     match socket.bind(addr).and_then(|_| socket.listen(backlog)) {
-                        Ok(l) => return Ok(Listener::Tcp(l)),
+                        Ok(l) => return Ok(Listener::Tcp(register(l.into_std()?)?)),
                         Err(e) => last_err = Some(e),
                     }
                 }
@@ -84,12 +87,13 @@ impl Listener {
             }
             Endpoint::Unix(path) => {
                 remove_stale_socket(path).await?;
-                let listener = UnixListener::bind(path)?;
+                let listener = std::os::unix::net::UnixListener::bind(path)?;
+                listener.set_nonblocking(true)?;
                 if let Some(mode) = opts.unix_mode {
                     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
                 }
                 Ok(Listener::Unix {
-                    listener,
+                    listener: register(listener)?,
                     path: path.clone(),
                 })
             }
@@ -97,6 +101,7 @@ impl Listener {
     }
 
     /// Bind the hand-off socket of the UNIX socket `unix_path` (`<unix_path>.handoff`).
+    /// Must be called within a tokio runtime: the receiving task runs on it.
     pub async fn bind_handoff(unix_path: &Path, opts: &BindOptions) -> io::Result<Listener> {
         let path = super::handoff::path_for(unix_path);
         remove_stale_socket(&path).await?;
@@ -104,29 +109,67 @@ impl Listener {
         if let Some(mode) = opts.unix_mode {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
         }
-        Ok(Listener::Handoff { listener, path })
+        let (tx, rx) = tokio::sync::mpsc::channel(super::handoff::QUEUE);
+        let acceptor = tokio::spawn(super::handoff::serve(listener, path.clone(), tx));
+        Ok(Listener::Handoff {
+            incoming: tokio::sync::Mutex::new(rx),
+            acceptor: acceptor.abort_handle(),
+            path,
+        })
     }
 
-    /// Accept one connection. TCP streams get `TCP_NODELAY` (Postgres is latency-bound).
+    /// Accept one connection, registered with this thread's runtime (for serving it here).
     pub async fn accept(&self) -> io::Result<Stream> {
+        Stream::from_std(self.accept_detached().await?)
+    }
+
+    /// Accept one TCP connection with its peer's address (an error on other listeners).
+    pub async fn accept_tcp(&self) -> io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        match self.accept_detached().await? {
+            StdStream::Tcp(s) => {
+                let peer = s.peer_addr()?;
+                Ok((tokio::net::TcpStream::from_std(s)?, peer))
+            }
+            StdStream::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "not a TCP listener",
+            )),
+        }
+    }
+
+    /// The bound TCP address (`None` for UNIX and hand-off listeners).
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.get_ref().local_addr().ok(),
+            _ => None,
+        }
+    }
+
+    /// Accept one connection without registering it with this runtime's reactor, to be
+    /// moved to a worker ([`super::Workers::spawn_session`]): registering here and
+    /// deregistering again would cost two `epoll_ctl` calls per connection for nothing.
+    /// TCP streams get `TCP_NODELAY` (Postgres is latency-bound). Cancel-safe.
+    pub async fn accept_detached(&self) -> io::Result<StdStream> {
         match self {
             Listener::Tcp(l) => {
-                let (s, _) = l.accept().await?;
+                let fd = l
+                    .async_io(Interest::READABLE, |l| accept_raw(l.as_raw_fd()))
+                    .await?;
+                let s = std::net::TcpStream::from(fd);
                 s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
+                Ok(StdStream::Tcp(s))
             }
             Listener::Unix { listener, .. } => {
-                let (s, _) = listener.accept().await?;
-                Ok(Stream::Unix(s))
+                let fd = listener
+                    .async_io(Interest::READABLE, |l| accept_raw(l.as_raw_fd()))
+                    .await?;
+                Ok(StdStream::Unix(std::os::unix::net::UnixStream::from(fd)))
             }
-            Listener::Handoff { listener, path } => loop {
-                let (conn, _) = listener.accept().await?;
-                match tokio::time::timeout(HANDOFF_TIMEOUT, super::handoff::receive(&conn)).await {
-                    Ok(Ok(stream)) => return Ok(stream),
-                    Ok(Err(e)) => debug!(path = %path.display(), "hand-off refused: {e}"),
-                    Err(_) => debug!(path = %path.display(), "hand-off peer sent nothing in time"),
-                }
-            },
+            Listener::Handoff { incoming, .. } => {
+                incoming.lock().await.recv().await.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "hand-off socket closed")
+                })
+            }
         }
     }
 
@@ -134,7 +177,7 @@ impl Listener {
     pub fn local_endpoint(&self) -> io::Result<Endpoint> {
         match self {
             Listener::Tcp(l) => {
-                let a = l.local_addr()?;
+                let a = l.get_ref().local_addr()?;
                 Ok(Endpoint::Tcp {
                     host: a.ip().to_string(),
                     port: a.port(),
@@ -149,10 +192,39 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if let Listener::Handoff { acceptor, .. } = self {
+            acceptor.abort();
+        }
         if let Listener::Unix { path, .. } | Listener::Handoff { path, .. } = self {
             let _ = std::fs::remove_file(&*path);
         }
     }
+}
+
+/// Register a std listener with this runtime's reactor, for readability only.
+fn register<T: AsRawFd>(listener: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `T` is a std listener that owns its descriptor until it is dropped, and
+    // `as_raw_fd` always returns that one descriptor.
+    unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+        .map_err(io::Error::from)
+}
+
+/// `accept4` with the new socket non-blocking and close-on-exec, as tokio's own accept.
+fn accept_raw(listener: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call on a descriptor we own; null address arguments are allowed.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 just returned this new descriptor to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Remove a leftover socket file at `path` when nothing answers on it. A live socket, or a

@@ -22,7 +22,7 @@ use anyhow::Context;
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::oneshot;
 
-use super::Stream;
+use super::{StdStream, Stream};
 use crate::error::usage;
 
 /// Threads to use when the user does not say: one per CPU, like HAProxy's `nbthread`.
@@ -98,23 +98,19 @@ impl Workers {
         self.inner.handles.is_empty()
     }
 
-    /// Run `serve` on the next worker with `stream` moved onto that worker's reactor.
-    pub fn spawn_session<F, Fut>(&self, stream: Stream, serve: F)
+    /// Run `serve` on the next worker with `stream` registered with that worker's reactor
+    /// (accept with [`super::Listener::accept_detached`]).
+    pub fn spawn_session<F, Fut>(&self, stream: StdStream, serve: F)
     where
         F: FnOnce(Stream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.handles.len();
-        match stream.into_std() {
-            Ok(std_stream) => {
-                self.inner.handles[i].spawn(async move {
-                    match Stream::from_std(std_stream) {
-                        Ok(s) => serve(s).await,
-                        Err(e) => tracing::debug!("moving a connection to a worker: {e}"),
-                    }
-                });
+        self.inner.handles[i].spawn(async move {
+            match Stream::from_std(stream) {
+                Ok(s) => serve(s).await,
+                Err(e) => tracing::debug!("moving a connection to a worker: {e}"),
             }
-            Err(e) => tracing::debug!("detaching an accepted connection: {e}"),
-        }
+        });
     }
 }

@@ -180,6 +180,15 @@ pub enum StdStream {
     Unix(std::os::unix::net::UnixStream),
 }
 
+impl AsFd for StdStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            StdStream::Tcp(s) => s.as_fd(),
+            StdStream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
 impl Stream {
     /// Detach from the current runtime's reactor (the socket stays non-blocking).
     pub fn into_std(self) -> io::Result<StdStream> {

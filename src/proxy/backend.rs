@@ -710,7 +710,6 @@ impl TransitionLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::check::CheckStatus;
     use crate::proxy::haproxy_cfg::parse;
 
     fn backend(servers: &str, extra: &str) -> Arc<Backend> {
@@ -722,16 +721,7 @@ mod tests {
     }
 
     fn result(pass: bool) -> CheckResult {
-        CheckResult {
-            status: if pass {
-                CheckStatus::L7Ok
-            } else {
-                CheckStatus::L7Sts
-            },
-            code: Some(if pass { 200 } else { 503 }),
-            info: String::new(),
-            duration: Duration::from_millis(1),
-        }
+        CheckResult::http(pass, Duration::from_millis(1))
     }
 
     const TWO: &str =

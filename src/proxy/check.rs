@@ -104,6 +104,21 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
+    /// For tests: a passed (`L7OK`, 200) or failed (`L7STS`, 503) HTTP check.
+    #[cfg(test)]
+    pub fn http(pass: bool, duration: Duration) -> CheckResult {
+        CheckResult {
+            status: if pass {
+                CheckStatus::L7Ok
+            } else {
+                CheckStatus::L7Sts
+            },
+            code: Some(if pass { 200 } else { 503 }),
+            info: String::new(),
+            duration,
+        }
+    }
+
     /// A result that has not happened yet (before the first check).
     pub fn initial() -> CheckResult {
         CheckResult {

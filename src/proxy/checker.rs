@@ -212,17 +212,7 @@ mod tests {
                 log.lock().unwrap().push(t0.elapsed());
                 tokio::time::sleep(took).await;
                 let pass = *answers.lock().unwrap();
-                let r = CheckResult {
-                    status: if pass {
-                        CheckStatus::L7Ok
-                    } else {
-                        CheckStatus::L7Sts
-                    },
-                    code: Some(if pass { 200 } else { 503 }),
-                    info: String::new(),
-                    duration: took,
-                };
-                (r, None)
+                (CheckResult::http(pass, took), None)
             })
         }
     }

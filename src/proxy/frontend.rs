@@ -82,7 +82,7 @@ pub async fn accept_loop(
         };
         let stopping = watch_phase.wait_for(|p| *p != Phase::Running);
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = listener.accept_detached() => r,
             _ = stopping => break,
         };
         match accepted {
