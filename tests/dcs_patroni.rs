@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
 use manning::dcs::{Dcs, History, HistoryEntry, Member, Role, State, Status};
@@ -12,37 +11,6 @@ use serde_json::{Value, json};
 use support::*;
 
 const SYSID: &str = "7301234567890123456";
-
-/// A patronictl.yaml pointing at the test etcd.
-fn ctl_config(etcd: &Etcd, dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("patronictl.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "scope: enterprises\nnamespace: /manning\netcd3:\n  hosts: {}\n",
-            etcd.endpoint
-        ),
-    )
-    .expect("write patronictl.yaml");
-    path
-}
-
-fn run_patronictl(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(patronictl())
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .env("PAGER", "cat")
-        .output()
-        .expect("run patronictl");
-    assert!(
-        out.status.success(),
-        "patronictl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Run a python snippet with Patroni importable; `DCS` is an `Etcd3` for member `name`.
 fn run_patroni_python(etcd: &Etcd, name: &str, body: &str) -> String {

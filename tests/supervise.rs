@@ -228,6 +228,36 @@ fn killed_postmaster_is_restarted_and_the_lock_kept() {
     );
 }
 
+/// A supervisor killed with SIGKILL cannot stop postgres itself; the postmaster's
+/// parent-death signal (SIGQUIT, postgres' immediate mode) stops it at once, so no primary
+/// goes on taking writes with nobody renewing its lock.
+#[test]
+fn postgres_stops_immediately_when_its_supervisor_is_killed() {
+    require_root("the supervisor runs postgres as the postgres user");
+    let etcd = Etcd::start();
+    let m = MemberFiles::new(&etcd, "orphan", "m1", "");
+    let mut sup = m.start();
+    m.wait_leader(&etcd, Duration::from_secs(90));
+    m.wait_writable(Duration::from_secs(30));
+    let pm = m.postmaster_pid().expect("postmaster.pid");
+    sup.signal(Signal::SIGKILL);
+    let _ = sup.wait(Duration::from_secs(10));
+    let t = Instant::now();
+    wait_for(
+        "the orphaned postmaster to exit",
+        Duration::from_secs(10),
+        || {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), None)
+                .is_err()
+                .then_some(())
+        },
+    );
+    eprintln!("postmaster gone {:?} after its supervisor", t.elapsed());
+    assert!(m.psql("SELECT 1").is_err(), "nothing answers any more");
+    // Immediate mode: no shutdown checkpoint, crash recovery at the next start.
+    assert_eq!(m.cluster_state(), "in production");
+}
+
 /// etcd frozen for longer than ttl: the primary keeps taking writes for a while (short etcd
 /// trouble costs nothing), stops before the lease can expire, and is primary again once etcd
 /// is back.

@@ -106,6 +106,31 @@ impl Lock {
     }
 }
 
+/// What another member said about itself when asked during a leader race (`GET /patroni`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// It answered and is not in recovery: a primary is still alive.
+    pub primary: bool,
+    /// Its WAL position (primary: flush LSN; replica: max of received and replayed).
+    pub wal: u64,
+    /// The `nofailover` tag: it never takes the lock, so being ahead does not stop us.
+    pub nofailover: bool,
+}
+
+/// What a replica knows when the leader lock is free, to decide whether it is the healthiest
+/// member (Patroni's `is_healthiest_node`). Unreachable members are simply absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Candidacy {
+    /// Our WAL position: max of received and replayed.
+    pub my_wal: u64,
+    /// The last leader's WAL position from the `status` key (`optime`), 0 if unknown.
+    pub cluster_optime: u64,
+    /// `maximum_lag_on_failover` in bytes.
+    pub max_lag: u64,
+    pub peers: Vec<Peer>,
+}
+
 /// Everything one decision looks at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
@@ -119,6 +144,10 @@ pub struct Observation {
     pub data: DataDir,
     pub postgres: Postgres,
     pub activity: Option<Activity>,
+    /// The member a running replica streams from (whose address is in `primary_conninfo`).
+    pub upstream: Option<String>,
+    /// Filled by the shell only for a running replica while the leader lock is free.
+    pub candidacy: Option<Candidacy>,
 }
 
 /// Role to start postgres in.
@@ -144,6 +173,14 @@ pub enum Action {
     WriteInitialize,
     /// Write the dynamic configuration (from `bootstrap.dcs`) into the empty `config` key.
     WriteConfig,
+    /// Copy the data directory from this member (pg_basebackup) to become its replica.
+    CreateReplica {
+        from: String,
+    },
+    /// Point the running replica's `primary_conninfo` at this member and reload.
+    Follow {
+        leader: String,
+    },
     StartPostgres(StartAs),
     /// Promote the running standby to primary.
     Promote,
@@ -189,6 +226,35 @@ pub fn fence_deadline(lock: &Lock, s: &Settings) -> Option<Instant> {
 /// A system identifier is valid when it is all digits and at least 10 long (Patroni's rule).
 pub fn valid_sysid(s: &str) -> bool {
     s.len() >= 10 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Why a replica must not race for the free lock, if it must not (Patroni's
+/// `_is_healthiest_node`): a primary still answers, we lag the last leader by more than
+/// `maximum_lag_on_failover`, or an eligible member has more WAL. Members that did not
+/// answer are ignored; several members may each think they are healthiest, and the lock's
+/// compare-and-set decides among them.
+pub fn not_healthiest(me: &str, c: &Candidacy) -> Option<String> {
+    if let Some(p) = c.peers.iter().find(|p| p.primary && p.name != me) {
+        return Some(format!("{} still runs as a primary", p.name));
+    }
+    let lag = c.cluster_optime.saturating_sub(c.my_wal);
+    if lag > c.max_lag {
+        return Some(format!(
+            "I lag the last leader by {lag} bytes, more than maximum_lag_on_failover ({})",
+            c.max_lag
+        ));
+    }
+    if let Some(p) = c
+        .peers
+        .iter()
+        .find(|p| !p.nofailover && p.name != me && p.wal > c.my_wal)
+    {
+        return Some(format!(
+            "{} has more WAL ({} > {} bytes)",
+            p.name, p.wal, c.my_wal
+        ));
+    }
+    None
 }
 
 /// Decide what to do this cycle.
@@ -271,9 +337,23 @@ pub fn decide(o: &Observation) -> Plan {
                 (Some(v), None) if v.is_empty() => {
                     Plan::wait("another member is bootstrapping the cluster; waiting")
                 }
+                (Some(v), Some(l)) if valid_sysid(v) && *l != o.me => Plan::new(
+                    vec![
+                        Action::CreateReplica { from: l.clone() },
+                        Action::StartPostgres(StartAs::Replica),
+                    ],
+                    format!(
+                        "the cluster exists and this member has no data: building a replica \
+                         from the leader {l}"
+                    ),
+                ),
+                (_, Some(l)) if *l == o.me => Plan::wait(
+                    "etcd says I hold the leader lock but my data directory is empty; waiting \
+                     for the lock to expire",
+                ),
                 _ => Plan::wait(
-                    "the cluster exists and this member has no data; waiting (building a \
-                     replica is not supported yet)",
+                    "the cluster exists and this member has no data; waiting for a leader to \
+                     copy it from",
                 ),
             };
         }
@@ -414,14 +494,31 @@ pub fn decide(o: &Observation) -> Plan {
                     "I hold the leader lock and run as a replica: promoting",
                 )
             } else if let Some(other) = leader_other {
-                Plan::wait(format!("a replica, following the leader {other}"))
+                if o.upstream.as_deref() == Some(other) {
+                    Plan::wait(format!("a replica, following the leader {other}"))
+                } else {
+                    Plan::new(
+                        vec![Action::Follow {
+                            leader: other.to_string(),
+                        }],
+                        format!("{other} is the leader: pointing replication at it"),
+                    )
+                }
             } else if s.nofailover {
                 Plan::wait("no leader, and the nofailover tag forbids taking the lock")
+            } else if let Some(why) = o.candidacy.as_ref().and_then(|c| not_healthiest(&o.me, c)) {
+                Plan::wait(format!(
+                    "the leader lock is free, but {why}; not racing for it"
+                ))
             } else {
                 let mut actions = vec![Action::AcquireLock];
                 actions.extend(leader_extras);
                 actions.push(Action::Promote);
-                Plan::new(actions, "the leader lock is free: taking it and promoting")
+                Plan::new(
+                    actions,
+                    "the leader lock is free and I am the healthiest member: taking it and \
+                     promoting",
+                )
             }
         }
     }
@@ -468,6 +565,8 @@ mod tests {
             },
             postgres: Postgres::Running { primary: true },
             activity: None,
+            upstream: None,
+            candidacy: None,
         }
     }
 
@@ -532,13 +631,154 @@ mod tests {
     }
 
     #[test]
-    fn existing_cluster_and_empty_data_waits() {
+    fn existing_cluster_and_empty_data_builds_a_replica_from_the_leader() {
         let mut o = leader_obs();
         o.cluster = Some(cluster(Some("m2")));
         o.data = DataDir::Empty;
         o.postgres = Postgres::Stopped;
         o.lock = Lock::default();
+        assert_eq!(
+            decide(&o).actions,
+            vec![
+                Action::CreateReplica { from: "m2".into() },
+                Action::StartPostgres(StartAs::Replica)
+            ]
+        );
+    }
+
+    #[test]
+    fn no_leader_to_copy_from_means_wait() {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(None));
+        o.data = DataDir::Empty;
+        o.postgres = Postgres::Stopped;
+        o.lock = Lock::default();
+        let p = decide(&o);
+        assert!(p.actions.is_empty());
+        assert!(p.message.contains("waiting for a leader"), "{}", p.message);
+        // Nor while a bootstrap is still going on.
+        o.cluster = Some(ClusterView {
+            initialize: Some(String::new()),
+            leader: Some("m2".into()),
+            has_config: false,
+        });
         assert!(decide(&o).actions.is_empty());
+    }
+
+    /// A running replica of `leader` (`None`: the lock is free).
+    fn replica_obs(leader: Option<&str>, upstream: Option<&str>) -> Observation {
+        let mut o = leader_obs();
+        o.cluster = Some(cluster(leader));
+        o.lock = Lock::default();
+        o.postgres = Postgres::Running { primary: false };
+        o.data = DataDir::Initialized {
+            sysid: SYSID.into(),
+            was_primary: false,
+        };
+        o.upstream = upstream.map(str::to_string);
+        o
+    }
+
+    #[test]
+    fn a_replica_follows_a_new_leader() {
+        let o = replica_obs(Some("m2"), Some("m2"));
+        let p = decide(&o);
+        assert!(p.actions.is_empty());
+        assert!(
+            p.message.contains("following the leader m2"),
+            "{}",
+            p.message
+        );
+        let o = replica_obs(Some("m3"), Some("m2"));
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::Follow {
+                leader: "m3".into()
+            }]
+        );
+        let o = replica_obs(Some("m3"), None);
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::Follow {
+                leader: "m3".into()
+            }]
+        );
+    }
+
+    fn peer(name: &str, primary: bool, wal: u64) -> Peer {
+        Peer {
+            name: name.into(),
+            primary,
+            wal,
+            nofailover: false,
+        }
+    }
+
+    #[test]
+    fn the_healthiest_replica_races_for_a_free_lock() {
+        let mut o = replica_obs(None, Some("m2"));
+        o.candidacy = Some(Candidacy {
+            my_wal: 1000,
+            cluster_optime: 1000,
+            max_lag: 1 << 20,
+            peers: vec![peer("m3", false, 1000), peer("m4", false, 900)],
+        });
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::AcquireLock, Action::Promote]
+        );
+    }
+
+    #[test]
+    fn a_replica_behind_others_or_a_live_primary_does_not_race() {
+        let base = Candidacy {
+            my_wal: 1000,
+            cluster_optime: 1000,
+            max_lag: 1 << 20,
+            peers: vec![],
+        };
+        for (c, why) in [
+            (
+                Candidacy {
+                    peers: vec![peer("m2", true, 900)],
+                    ..base.clone()
+                },
+                "m2 still runs as a primary",
+            ),
+            (
+                Candidacy {
+                    peers: vec![peer("m3", false, 1001)],
+                    ..base.clone()
+                },
+                "m3 has more WAL",
+            ),
+            (
+                Candidacy {
+                    cluster_optime: 1000 + (1 << 20) + 1,
+                    ..base.clone()
+                },
+                "more than maximum_lag_on_failover",
+            ),
+        ] {
+            let mut o = replica_obs(None, Some("m2"));
+            o.candidacy = Some(c);
+            let p = decide(&o);
+            assert!(p.actions.is_empty(), "{why}: {p:?}");
+            assert!(p.message.contains(why), "{}", p.message);
+        }
+        // A member with the nofailover tag being ahead does not stop us.
+        let mut o = replica_obs(None, Some("m2"));
+        o.candidacy = Some(Candidacy {
+            peers: vec![Peer {
+                nofailover: true,
+                ..peer("m3", false, 5000)
+            }],
+            ..base
+        });
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::AcquireLock, Action::Promote]
+        );
     }
 
     #[test]
@@ -645,17 +885,6 @@ mod tests {
         let mut o = leader_obs();
         o.postgres = Postgres::Running { primary: false };
         assert_eq!(decide(&o).actions, vec![Action::KeepLock, Action::Promote]);
-    }
-
-    #[test]
-    fn replica_follows_other_leader() {
-        let mut o = leader_obs();
-        o.cluster = Some(cluster(Some("m2")));
-        o.postgres = Postgres::Running { primary: false };
-        o.lock = Lock::default();
-        let p = decide(&o);
-        assert!(p.actions.is_empty());
-        assert!(p.message.contains("following the leader m2"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! All external programs run through [`crate::init::reaper`]; postgres programs run as the
 //! configured user ([`crate::init::privileges::RunAs`]).
 
+pub mod basebackup;
 pub mod bootstrap;
 pub mod conf;
 pub mod controldata;
@@ -23,6 +24,7 @@ pub mod pidfile;
 pub mod post_init;
 pub mod process;
 pub mod secret_file;
+pub mod slots;
 pub mod sql;
 pub mod timeline;
 

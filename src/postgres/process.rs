@@ -162,6 +162,12 @@ pub struct PostmasterSpec {
     pub output: PostmasterOutput,
     /// How long backends orphaned by a previous postmaster get to exit on their own.
     pub orphan_wait: Duration,
+    /// Stop postgres in immediate mode (SIGQUIT, its own mode) if the thread that starts it
+    /// dies: a postmaster must not outlive its supervisor, or it would go on taking writes
+    /// with nobody renewing the leader lock or arming the fence. Linux ties this to the
+    /// *thread* that forks, so set it only when that thread lives as long as the process
+    /// (the supervisor's main thread), never from a pool thread that may exit.
+    pub stop_with_parent: bool,
 }
 
 impl PostmasterSpec {
@@ -175,6 +181,7 @@ impl PostmasterSpec {
             run_as: None,
             output: PostmasterOutput::Inherit,
             orphan_wait: Duration::from_secs(10),
+            stop_with_parent: false,
         }
     }
 
@@ -334,11 +341,23 @@ impl Postmaster {
             }
         }
         run_as.apply_to(&mut cmd)?;
-        // SAFETY: setsid is async-signal-safe. A new session keeps terminal signals (Ctrl-C in
-        // `manning demo`) away from postgres: only we decide how it stops.
+        let stop_with_parent = spec.stop_with_parent;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: setsid, prctl and getppid are async-signal-safe. A new session keeps
+        // terminal signals (Ctrl-C in `manning demo`) away from postgres: only we decide how
+        // it stops. The parent-death signal is set after the uid change (which would clear
+        // it); the getppid check covers a parent that died before prctl ran.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::setsid();
+                if stop_with_parent {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT as libc::c_ulong) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::other("the supervisor exited"));
+                    }
+                }
                 Ok(())
             });
         }

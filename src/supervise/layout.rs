@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::config::{Config, DynamicConfig};
 use crate::dcs::{DcsSettings, Etcd3Section};
-use crate::postgres::conf::ParamInputs;
+use crate::postgres::conf::{ConnInfo, ParamInputs};
 use crate::postgres::{Credentials, PgBin};
 
 /// Where Debian's postgres looks for its socket by default; a plain `psql` finds it there.
@@ -110,6 +110,11 @@ pub fn param_inputs(cfg: &Config, dynamic: &DynamicConfig, layout: &Layout) -> P
     }
 }
 
+/// `postgresql.recovery_conf` from the dynamic configuration, as postgresql.conf values.
+pub fn recovery_extra(dynamic: &DynamicConfig) -> BTreeMap<String, String> {
+    conf_map(dynamic.pg().recovery_conf.as_ref())
+}
+
 /// `postgresql.authentication.superuser`.
 pub fn superuser(cfg: &Config) -> Credentials {
     let su = &cfg.postgresql.authentication.superuser;
@@ -122,6 +127,31 @@ pub fn superuser(cfg: &Config) -> Credentials {
 /// `postgres://host:port/postgres` as Patroni writes `conn_url` (no credentials).
 pub fn conn_url(cfg: &Config) -> String {
     format!("postgres://{}/postgres", cfg.postgresql.connect_address)
+}
+
+/// The persistent pass file a replica's `primary_conninfo` names (`postgresql.pgpass`, or a
+/// private file per member in the temp directory).
+pub fn pgpass_path(cfg: &Config, layout: &Layout) -> PathBuf {
+    cfg.postgresql.pgpass.clone().unwrap_or_else(|| {
+        layout
+            .secret_dir
+            .join(format!("manning-pgpass-{}-{}", cfg.scope, cfg.name))
+    })
+}
+
+/// `primary_conninfo` for streaming from `host:port` as the replication user. The password
+/// is in `passfile`, never here (postgresql.conf is readable by more than we like).
+pub fn primary_conninfo(cfg: &Config, host: &str, port: u16, passfile: &Path) -> ConnInfo {
+    ConnInfo::new()
+        .set("host", host)
+        .set("port", port.to_string())
+        .set(
+            "user",
+            cfg.postgresql.authentication.replication.username.clone(),
+        )
+        .set("passfile", passfile.display().to_string())
+        .set("application_name", cfg.name.clone())
+        .set("sslmode", "prefer")
 }
 
 /// `http(s)://host:port/patroni` as Patroni writes `api_url`.

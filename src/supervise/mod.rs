@@ -16,6 +16,7 @@
 
 mod layout;
 mod node;
+mod peers;
 mod publish;
 
 use std::path::PathBuf;

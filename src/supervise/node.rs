@@ -26,12 +26,14 @@ use crate::init::notify::Notifier;
 use crate::init::pid1::{InitEvent, InitSignals};
 use crate::init::privileges::RunAs;
 use crate::init::reaper::Reaper;
+use crate::postgres::basebackup::{self, BasebackupSpec, ReplicationSource};
 use crate::postgres::bootstrap::{self, BootstrapSpec, HbaSetup};
 use crate::postgres::process::{Postmaster, PostmasterOutput, PostmasterSpec, StopPlan};
 use crate::postgres::sql::{self, LocalConn, Probe, RoleSpec};
 use crate::postgres::{conf, controldata, initdb};
 
 use super::layout::{self, Layout};
+use super::peers;
 
 /// What the local postgres is doing, as the shell tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,11 @@ pub(super) struct Node {
     client: Option<tokio_postgres::Client>,
     pub(super) probe: Option<Probe>,
 
+    /// The member our `primary_conninfo` points at, and the recovery settings written with
+    /// every postgresql.conf (a replica's conninfo must survive a reload).
+    upstream: Option<String>,
+    recovery: Option<conf::RecoveryParams>,
+
     pub(super) lock: Lock,
     pub(super) cluster: Option<Cluster>,
     /// Unix time of the last successful etcd read.
@@ -130,6 +137,8 @@ impl Node {
             sysid: None,
             client: None,
             probe: None,
+            upstream: None,
+            recovery: None,
             lock: Lock::default(),
             cluster: None,
             dcs_last_seen: 0,
@@ -287,16 +296,70 @@ impl Node {
                 .as_ref()
                 .is_some_and(|cc| cc.data.as_object().is_some_and(|o| !o.is_empty())),
         });
+        let postgres = self.pg_observation();
+        let settings = self.settings();
+        let candidacy = match &cluster {
+            Some(c)
+                if c.leader.is_none()
+                    && postgres == (decide::Postgres::Running { primary: false })
+                    && !settings.nofailover
+                    && !settings.paused =>
+            {
+                Some(self.candidacy().await)
+            }
+            _ => None,
+        };
         Ok(Observation {
             now: Instant::now(),
             me: self.cfg.name.clone(),
-            settings: self.settings(),
+            settings,
             cluster,
             lock: self.lock,
             data,
-            postgres: self.pg_observation(),
+            postgres,
             activity: None,
+            upstream: self.upstream.clone(),
+            candidacy,
         })
+    }
+
+    /// What a replica needs to know to race for a free lock: its own WAL position, the last
+    /// leader's, and what the other members say about themselves.
+    async fn candidacy(&self) -> decide::Candidacy {
+        let my_wal = self
+            .probe
+            .as_ref()
+            .map(|p| {
+                p.receive_lsn
+                    .unwrap_or_default()
+                    .0
+                    .max(p.replay_lsn.unwrap_or_default().0)
+            })
+            .unwrap_or(0);
+        let targets: Vec<peers::Target> = self
+            .cluster
+            .iter()
+            .flat_map(|c| c.members.iter())
+            .filter(|m| m.name != self.cfg.name)
+            .filter_map(|m| {
+                Some(peers::Target {
+                    name: m.name.clone(),
+                    api_url: m.data.api_url.clone()?,
+                    nofailover: m
+                        .data
+                        .tags
+                        .get("nofailover")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(false),
+                })
+            })
+            .collect();
+        decide::Candidacy {
+            my_wal,
+            cluster_optime: self.cluster.as_ref().map(|c| c.status.optime).unwrap_or(0),
+            max_lag: self.dynamic.maximum_lag_on_failover(),
+            peers: peers::fetch_all(&targets).await,
+        }
     }
 
     fn pg_observation(&self) -> decide::Postgres {
@@ -452,6 +515,8 @@ impl Node {
                 Ok(Step::Next)
             }
             Action::StartPostgres(role) => self.start_postgres(*role).await,
+            Action::CreateReplica { from } => self.create_replica(from).await,
+            Action::Follow { leader } => self.follow(leader).await,
             Action::Promote => self.promote().await,
             Action::Demote => {
                 self.stop_postgres(StopPlan::immediate()).await;
@@ -580,14 +645,38 @@ impl Node {
         for w in &params.warnings {
             debug!("{w}");
         }
+        if as_primary {
+            self.recovery = None;
+            self.upstream = None;
+        } else {
+            let leader = self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.leader.as_ref())
+                .map(|l| l.name.clone())
+                .filter(|l| *l != self.cfg.name);
+            let slot = match &leader {
+                Some(l) => self.ensure_slot_on(l).await,
+                None => None,
+            };
+            self.set_upstream(leader.as_deref(), slot)?;
+        }
         let owner = self.owner();
-        conf::write_postgresql_conf(&self.layout.data_dir, &params.conf, None, owner)?;
+        conf::write_postgresql_conf(
+            &self.layout.data_dir,
+            &params.conf,
+            self.recovery.as_ref(),
+            owner,
+        )?;
         if as_primary {
             conf::remove_recovery_signals(&self.layout.data_dir)?;
         } else {
             conf::write_standby_signal(&self.layout.data_dir, owner)?;
         }
         let mut spec = PostmasterSpec::new(self.layout.bin.clone(), &self.layout.data_dir);
+        // The HA loop runs on the main thread (a current-thread runtime), which lives as
+        // long as the process.
+        spec.stop_with_parent = true;
         spec.cmdline = params.cmdline;
         spec.run_as = Some(self.run_as.clone());
         spec.output = PostmasterOutput::Inherit;
@@ -663,9 +752,160 @@ impl Node {
             return Ok(Step::Abort("pg_promote did not finish within 60 s".into()));
         }
         self.refresh_postgres().await;
+        self.upstream = None;
+        self.recovery = None;
         info!("postgres promoted to primary");
         self.renew_fence_target();
         Ok(Step::Next)
+    }
+
+    /// `host:port` of a member, from the `conn_url` of its member key.
+    fn member_address(&self, name: &str) -> Option<(String, u16)> {
+        self.cluster
+            .as_ref()?
+            .members
+            .iter()
+            .find(|m| m.name == name)?
+            .data
+            .conn_url
+            .as_deref()
+            .and_then(super::publish::host_port_of_url)
+    }
+
+    /// Recovery settings for streaming from `leader` (none: a replica without upstream,
+    /// which replays what it has and waits) through `slot` (none: without a slot, when
+    /// `use_slots` is off or the slot could not be made). Writes the pass file
+    /// `primary_conninfo` names.
+    fn set_upstream(&mut self, leader: Option<&str>, slot: Option<String>) -> anyhow::Result<()> {
+        let address = leader.and_then(|l| self.member_address(l).map(|a| (l, a)));
+        let mut params = conf::RecoveryParams {
+            extra: layout::recovery_extra(&self.dynamic),
+            ..Default::default()
+        };
+        if let Some((_, (host, port))) = &address {
+            let passfile = layout::pgpass_path(&self.cfg, &self.layout);
+            let repl = &self.cfg.postgresql.authentication.replication;
+            let line = crate::postgres::secret_file::pgpass_line(
+                "*",
+                "*",
+                "*",
+                &repl.username,
+                repl.password.as_ref().map(|p| p.expose()).unwrap_or(""),
+            );
+            crate::postgres::secret_file::write_pgpass(&passfile, &[line], self.owner())
+                .with_context(|| format!("writing the pass file {}", passfile.display()))?;
+            params.primary_conninfo =
+                Some(layout::primary_conninfo(&self.cfg, host, *port, &passfile));
+            params.primary_slot_name = slot;
+        }
+        let upstream = address.map(|(l, _)| l.to_string());
+        if upstream != self.upstream {
+            info!(
+                upstream = upstream.as_deref().unwrap_or("none"),
+                "replication source set"
+            );
+        }
+        self.upstream = upstream;
+        self.recovery = Some(params);
+        Ok(())
+    }
+
+    /// Point a running replica at a new leader: rewrite postgresql.conf and reload
+    /// (`primary_conninfo` is reloadable since PostgreSQL 13).
+    async fn follow(&mut self, leader: &str) -> anyhow::Result<Step> {
+        if self.member_address(leader).is_none() {
+            return Ok(Step::Abort(format!(
+                "the leader {leader} has no conn_url in its member key yet"
+            )));
+        }
+        let slot = self.ensure_slot_on(leader).await;
+        self.set_upstream(Some(leader), slot)?;
+        self.rewrite_conf_and_reload()?;
+        Ok(Step::Next)
+    }
+
+    /// How to reach `member` with the replication protocol.
+    fn replication_source(&self, member: &str) -> Option<ReplicationSource> {
+        let (host, port) = self.member_address(member)?;
+        let repl = &self.cfg.postgresql.authentication.replication;
+        Some(ReplicationSource {
+            bin: self.layout.bin.clone(),
+            host,
+            port,
+            replication: crate::postgres::Credentials {
+                username: repl.username.clone(),
+                password: repl.password.clone(),
+            },
+            run_as: self.run_as.clone(),
+            secret_dir: self.layout.secret_dir.clone(),
+        })
+    }
+
+    /// With `use_slots`, make sure our slot exists on `member` before streaming from it;
+    /// returns the slot's name when it does.
+    async fn ensure_slot_on(&self, member: &str) -> Option<String> {
+        if !self.dynamic.pg().use_slots() {
+            return None;
+        }
+        let source = self.replication_source(member)?;
+        let slot = crate::postgres::slots::slot_name(&self.cfg.name);
+        match basebackup::ensure_slot(&source, &slot).await {
+            Ok(()) => Some(slot),
+            Err(e) => {
+                warn!("could not make sure our replication slot exists on {member}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Build our data directory from `from` with pg_basebackup (the lease is kept alive
+    /// meanwhile), then mark it a standby so it can never start as a primary by mistake.
+    async fn create_replica(&mut self, from: &str) -> anyhow::Result<Step> {
+        let Some(source) = self.replication_source(from) else {
+            return Ok(Step::Abort(format!(
+                "the leader {from} has no conn_url in its member key yet"
+            )));
+        };
+        let spec = BasebackupSpec {
+            source,
+            program: self.cfg.postgresql.bin_name.pg_basebackup.clone(),
+            data_dir: self.layout.data_dir.clone(),
+            slot: self.ensure_slot_on(from).await,
+            options: self.cfg.postgresql.basebackup.clone(),
+            timeout: Duration::from_secs(24 * 3600),
+        };
+        match self.with_keepalive(basebackup::run(&spec)).await {
+            Ok(took) => {
+                conf::write_standby_signal(&self.layout.data_dir, self.owner())?;
+                self.sysid = None;
+                info!(
+                    source = from,
+                    seconds = format!("{:.1}", took.as_secs_f64()),
+                    "replica data directory copied"
+                );
+                Ok(Step::Next)
+            }
+            Err(e) => Ok(Step::Abort(format!(
+                "could not build a replica from {from}: {e}; trying again next cycle"
+            ))),
+        }
+    }
+
+    /// Run a long operation while keeping our lease (and so our member key) alive.
+    async fn with_keepalive<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let dcs = self.dcs.clone();
+        let every = self.loop_wait();
+        let keepalive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = dcs.keepalive().await {
+                    debug!("keepalive during a long operation: {e}");
+                }
+            }
+        });
+        let out = work.await;
+        keepalive.abort();
+        out
     }
 
     /// Race for `initialize`, then bootstrap locally and publish the new cluster.
@@ -684,18 +924,7 @@ impl Node {
             }
         };
         // Keep our lease (and member key) alive while initdb and friends run.
-        let dcs = self.dcs.clone();
-        let every = self.loop_wait();
-        let keepalive = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = dcs.keepalive().await {
-                    debug!("keepalive during bootstrap: {e}");
-                }
-            }
-        });
-        let result = bootstrap::bootstrap(&spec).await;
-        keepalive.abort();
+        let result = self.with_keepalive(bootstrap::bootstrap(&spec)).await;
         let done = match result {
             Ok(done) => done,
             Err(failure) => {
@@ -762,6 +991,7 @@ impl Node {
             debug!("{w}");
         }
         let mut postmaster = PostmasterSpec::new(self.layout.bin.clone(), &self.layout.data_dir);
+        postmaster.stop_with_parent = true;
         postmaster.run_as = Some(self.run_as.clone());
         postmaster.output = PostmasterOutput::Inherit;
         let auth = &self.cfg.postgresql.authentication;
@@ -833,6 +1063,7 @@ impl Node {
         }
         if self.lock.held() {
             self.sync_history().await;
+            self.sync_slots().await;
             if let Some(lsn) = self.probe.as_ref().and_then(|p| p.flush_wal_lsn) {
                 let status = crate::dcs::model::Status {
                     optime: lsn.0,
@@ -842,6 +1073,38 @@ impl Node {
                     debug!("writing status failed: {e}");
                 }
             }
+        }
+    }
+
+    /// As leader with `use_slots`, make sure every other member has its physical slot.
+    async fn sync_slots(&mut self) {
+        if !self.dynamic.pg().use_slots() || self.probe.as_ref().is_none_or(|p| p.in_recovery) {
+            return;
+        }
+        let wanted: std::collections::BTreeSet<String> = self
+            .cluster
+            .iter()
+            .flat_map(|c| c.members.iter())
+            .filter(|m| m.name != self.cfg.name)
+            .map(|m| crate::postgres::slots::slot_name(&m.name))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                debug!("replication slots: {e:#}");
+                return;
+            }
+        };
+        match crate::postgres::slots::create_missing(client, &wanted).await {
+            Ok(created) => {
+                for slot in created {
+                    info!(slot = %slot, "created a replication slot for a member");
+                }
+            }
+            Err(e) => warn!("could not create replication slots: {e}"),
         }
     }
 
@@ -926,7 +1189,12 @@ impl Node {
             &self.layout,
         ))
         .map_err(|e| anyhow!("postgresql parameters: {e}"))?;
-        conf::write_postgresql_conf(&self.layout.data_dir, &params.conf, None, self.owner())?;
+        conf::write_postgresql_conf(
+            &self.layout.data_dir,
+            &params.conf,
+            self.recovery.as_ref(),
+            self.owner(),
+        )?;
         pm.reload()?;
         info!("postgres configuration rewritten and reloaded");
         Ok(())

@@ -255,7 +255,7 @@ pub(super) fn history_entries(
 }
 
 /// `("host", port)` of `postgres://host:port/db`.
-fn host_port_of_url(url: &str) -> Option<(String, u16)> {
+pub(super) fn host_port_of_url(url: &str) -> Option<(String, u16)> {
     let rest = url.split_once("://")?.1;
     let hostport = rest.split('/').next()?;
     let (host, port) = crate::net::endpoint::split_host_port(hostport)?;

@@ -403,6 +403,38 @@ pub fn patronictl() -> PathBuf {
     patroni_venv_bin("patronictl")
 }
 
+/// A patronictl.yaml in `dir` pointing at the test etcd (scope `enterprises`).
+pub fn ctl_config(etcd: &Etcd, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("patronictl.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "scope: enterprises\nnamespace: /manning\netcd3:\n  hosts: {}\n",
+            etcd.endpoint
+        ),
+    )
+    .expect("write patronictl.yaml");
+    path
+}
+
+/// `patronictl -c CONFIG ARGS...`, failing the test when it exits non-zero.
+pub fn run_patronictl(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(patronictl())
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("PAGER", "cat")
+        .output()
+        .expect("run patronictl");
+    assert!(
+        out.status.success(),
+        "patronictl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The test venv's python, with `patroni` importable.
 pub fn patroni_python() -> PathBuf {
     patroni_venv_bin("python")

@@ -1,0 +1,212 @@
+//! Replicas and failover with real members: a second `manning supervise` copies the leader
+//! with pg_basebackup, streams from it through its replication slot, answers Patroni's
+//! replica health checks, and takes over when the leader stops; the old leader then comes
+//! back as a replica of the new one.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::member::*;
+use support::*;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// `application_name|state` rows of `pg_stat_replication` on `m`.
+fn replication(m: &MemberFiles) -> String {
+    m.psql("SELECT application_name || '|' || state FROM pg_stat_replication ORDER BY 1")
+        .unwrap_or_default()
+}
+
+/// Wait until `replica` streams from `primary`; on timeout, fail with the replica's log.
+fn wait_streaming(primary: &MemberFiles, replica: &MemberFiles, timeout: Duration) {
+    let want = format!("{}|streaming", replica.name);
+    let deadline = Instant::now() + timeout;
+    while !replication(primary).lines().any(|l| l == want) {
+        assert!(
+            Instant::now() < deadline,
+            "{} does not stream from {} after {timeout:?}; its log:\n{}",
+            replica.name,
+            primary.name,
+            replica.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
+    require_root("the supervisor runs postgres as the postgres user");
+    let etcd = Etcd::start();
+    let a = MemberFiles::new(&etcd, "enterprises", "node_a", "");
+    let b = MemberFiles::new(&etcd, "enterprises", "node_b", "");
+    let mut sa = a.start();
+    a.wait_leader(&etcd, Duration::from_secs(90));
+    a.wait_writable(Duration::from_secs(30));
+    a.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)")
+        .unwrap();
+
+    // The replication password goes to pg_basebackup and postgres only through files.
+    let watch = SecretWatch::start(vec![REPLICATION_PASSWORD.to_string()]);
+    let started = Instant::now();
+    let mut sb = b.start();
+    wait_streaming(&a, &b, Duration::from_secs(60));
+    eprintln!(
+        "node_b streaming from node_a {:?} after its start",
+        started.elapsed()
+    );
+    let (samples, hits) = watch.finish();
+    assert!(samples > 5);
+    assert!(hits.is_empty(), "secret visible in /proc: {hits:?}");
+
+    // It holds the data, streams through its slot, and says it is a replica everywhere.
+    wait_for(
+        "the replica to have the table",
+        Duration::from_secs(10),
+        || (b.psql("SELECT x FROM t").ok()? == "1").then_some(()),
+    );
+    assert_eq!(b.psql("SELECT pg_is_in_recovery()").unwrap(), "t");
+    assert_eq!(
+        a.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'node_b'")
+            .unwrap(),
+        "t",
+        "node_b streams through its slot"
+    );
+    a.psql("INSERT INTO t VALUES (2)").unwrap();
+    wait_for(
+        "the new row on the replica",
+        Duration::from_secs(10),
+        || (b.psql("SELECT count(*) FROM t").ok()? == "2").then_some(()),
+    );
+    wait_for(
+        "node_b's REST API to say replica",
+        Duration::from_secs(10),
+        || (http_get(&b.api(), "/replica").ok()?.0 == 200).then_some(()),
+    );
+    assert_eq!(http_get(&b.api(), "/primary").unwrap().0, 503);
+    assert_eq!(http_get(&a.api(), "/replica").unwrap().0, 503);
+    wait_for("node_b's member key", Duration::from_secs(10), || {
+        let m = json(&etcd.get(&b.key("members/node_b"))?);
+        (m["role"] == "replica" && m["state"] == "running" && m["replication_state"] == "streaming")
+            .then_some(())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = ctl_config(&etcd, dir.path());
+    let list = json(&run_patronictl(&ctl, &["list", "-f", "json"]));
+    let rows = list.as_array().expect("patronictl list rows");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["Member"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {list}"))
+    };
+    assert_eq!(row("node_a")["Role"], "Leader");
+    assert_eq!(row("node_b")["Role"], "Replica");
+    assert_eq!(row("node_b")["State"], "streaming");
+    let log = b.log_text();
+    assert!(
+        log.contains("building a replica from the leader node_a"),
+        "{log}"
+    );
+    assert!(log.contains("pg_basebackup:"), "progress is logged: {log}");
+
+    // The leader stops cleanly: it releases the lock and node_b takes over with every row.
+    let stopped = Instant::now();
+    assert!(sa.stop().is_some_and(|s| s.success()));
+    b.wait_leader(&etcd, Duration::from_secs(30));
+    b.wait_writable(Duration::from_secs(30));
+    eprintln!(
+        "node_b took over {:?} after node_a was asked to stop",
+        stopped.elapsed()
+    );
+    assert_eq!(b.psql("SELECT count(*) FROM t").unwrap(), "2");
+    let log = b.log_text();
+    assert!(
+        log.contains("I am the healthiest member: taking it and promoting"),
+        "{log}"
+    );
+
+    // The old leader comes back as a replica of the new one, on the new timeline.
+    let _sa = a.start();
+    wait_streaming(&b, &a, Duration::from_secs(60));
+    b.psql("INSERT INTO t VALUES (3)").unwrap();
+    wait_for(
+        "the old leader to replay the new row",
+        Duration::from_secs(10),
+        || (a.psql("SELECT count(*) FROM t").ok()? == "3").then_some(()),
+    );
+    assert_eq!(a.psql("SELECT pg_is_in_recovery()").unwrap(), "t");
+    assert!(sb.stop().is_some_and(|s| s.success()));
+}
+
+/// A replica does not race for a free lock while a member that still runs as a primary
+/// answers its status request.
+#[test]
+fn a_replica_does_not_take_over_from_a_live_primary() {
+    require_root("the supervisor runs postgres as the postgres user");
+    let etcd = Etcd::start();
+    let a = MemberFiles::new(&etcd, "enterprises", "node_a", "");
+    let b = MemberFiles::new(&etcd, "enterprises", "node_b", "");
+    let _sa = a.start();
+    a.wait_leader(&etcd, Duration::from_secs(90));
+    a.wait_writable(Duration::from_secs(30));
+    let _sb = b.start();
+    wait_streaming(&a, &b, Duration::from_secs(60));
+    // An operator deletes the leader key by mistake: node_a's postgres still runs as a
+    // primary (its supervisor puts the key back on its next cycle), and node_b, woken by
+    // the watch, must see that from node_a's REST API and stay a replica.
+    wait_for(
+        "node_b to decline the race",
+        Duration::from_secs(30),
+        || {
+            etcd.ctl(&["del", &a.key("leader")]);
+            std::thread::sleep(Duration::from_millis(500));
+            b.log_text()
+                .contains("node_a still runs as a primary")
+                .then_some(())
+        },
+    );
+    a.wait_leader(&etcd, Duration::from_secs(10));
+    assert_ne!(etcd.get(&a.key("leader")).as_deref(), Some("node_b"));
+}
+
+/// The leader's node dies (its supervisor is killed; postgres follows it through the
+/// parent-death signal): nobody releases the lock, so the replica takes over once the lease
+/// expires, `ttl` (20 s in the seed) after the last renewal.
+#[test]
+fn a_replica_takes_over_when_the_leader_node_dies() {
+    require_root("the supervisor runs postgres as the postgres user");
+    let etcd = Etcd::start();
+    let a = MemberFiles::new(&etcd, "enterprises", "node_a", "");
+    let b = MemberFiles::new(&etcd, "enterprises", "node_b", "");
+    let mut sa = a.start();
+    a.wait_leader(&etcd, Duration::from_secs(90));
+    a.wait_writable(Duration::from_secs(30));
+    let _sb = b.start();
+    wait_streaming(&a, &b, Duration::from_secs(60));
+    a.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)")
+        .unwrap();
+    wait_for("the row on the replica", Duration::from_secs(10), || {
+        (b.psql("SELECT count(*) FROM t").ok()? == "1").then_some(())
+    });
+
+    sa.signal(nix::sys::signal::Signal::SIGKILL);
+    let killed = Instant::now();
+    let _ = sa.wait(Duration::from_secs(10));
+    b.wait_leader(&etcd, Duration::from_secs(40));
+    b.wait_writable(Duration::from_secs(10));
+    let took = killed.elapsed();
+    eprintln!("node_b writable {took:?} after node_a was killed (ttl 20 s)");
+    assert!(
+        took >= Duration::from_secs(10),
+        "the lock cannot have been free before its lease expired: {took:?}"
+    );
+    assert_eq!(b.psql("SELECT count(*) FROM t").unwrap(), "1");
+    let log = b.log_text();
+    assert!(
+        log.contains("I am the healthiest member: taking it and promoting"),
+        "{log}"
+    );
+}
