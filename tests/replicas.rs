@@ -1,7 +1,8 @@
-//! Replicas and failover with real members: a second `manning supervise` copies the leader
-//! with pg_basebackup, streams from it through its replication slot, answers Patroni's
-//! replica health checks, and takes over when the leader stops; the old leader then comes
-//! back as a replica of the new one.
+//! Replicas and failover with real members and the seed's dynamic settings (synchronous
+//! replication, strict): a second `manning supervise` copies the leader with pg_basebackup,
+//! streams from it through its replication slot as its synchronous standby, answers
+//! Patroni's replica health checks, and takes over when the leader stops or dies without
+//! losing an acknowledged commit; the old leader then comes back as a replica of the new one.
 
 mod support;
 
@@ -10,6 +11,40 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::member::*;
 use support::*;
+
+/// Start `psql` running `sql` on `m` in the background (to see whether it blocks).
+fn psql_in_background(m: &MemberFiles, sql: &str) -> std::process::Child {
+    std::process::Command::new(require_bin("psql"))
+        .args(["-X", "-A", "-t", "-w", "-h"])
+        .arg(&m.sock)
+        .args([
+            "-p",
+            &m.pg_port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .args(["-c", sql])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run psql")
+}
+
+/// Strict synchronous mode with no standby: a commit waits (it has not returned after 2 s).
+/// The backend goes on waiting after psql is killed, and commits once a standby confirms.
+fn assert_commit_waits(m: &MemberFiles, sql: &str) {
+    let mut insert = psql_in_background(m, sql);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        insert.try_wait().unwrap().is_none(),
+        "a commit returned on {} with no synchronous standby",
+        m.name
+    );
+    let _ = insert.kill();
+    let _ = insert.wait();
+}
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
@@ -41,13 +76,18 @@ fn wait_streaming(primary: &MemberFiles, replica: &MemberFiles, timeout: Duratio
 fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
     require_root("the supervisor runs postgres as the postgres user");
     let etcd = Etcd::start();
-    let a = MemberFiles::new(&etcd, "enterprises", "node_a", "");
-    let b = MemberFiles::new(&etcd, "enterprises", "node_b", "");
+    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
+    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
     let mut sa = a.start();
     a.wait_leader(&etcd, Duration::from_secs(90));
-    a.wait_writable(Duration::from_secs(30));
-    a.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)")
-        .unwrap();
+    // Alone in strict mode, node_a makes commits wait (this one completes once node_b is
+    // its synchronous standby).
+    wait_for(
+        "node_a to accept connections",
+        Duration::from_secs(30),
+        || a.psql("SELECT 1").ok(),
+    );
+    assert_commit_waits(&a, "CREATE TABLE t(x int)");
 
     // The replication password goes to pg_basebackup and postgres only through files.
     let watch = SecretWatch::start(vec![REPLICATION_PASSWORD.to_string()]);
@@ -57,6 +97,21 @@ fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
     eprintln!(
         "node_b streaming from node_a {:?} after its start",
         started.elapsed()
+    );
+    // node_b becomes the synchronous standby and is published in the sync key.
+    wait_for("node_b in the sync key", Duration::from_secs(20), || {
+        let sync = json(&etcd.get(&a.key("sync"))?);
+        (sync["leader"] == "node_a" && sync["sync_standby"] == "node_b").then_some(())
+    });
+    assert_eq!(
+        a.psql("SELECT sync_state FROM pg_stat_replication WHERE application_name = 'node_b'")
+            .unwrap(),
+        "sync"
+    );
+    wait_for(
+        "the waiting CREATE TABLE to commit",
+        Duration::from_secs(10),
+        || a.psql("INSERT INTO t VALUES (1)").ok(),
     );
     let (samples, hits) = watch.finish();
     assert!(samples > 5);
@@ -103,7 +158,7 @@ fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
             .unwrap_or_else(|| panic!("{name} missing from {list}"))
     };
     assert_eq!(row("node_a")["Role"], "Leader");
-    assert_eq!(row("node_b")["Role"], "Replica");
+    assert_eq!(row("node_b")["Role"], "Sync Standby");
     assert_eq!(row("node_b")["State"], "streaming");
     let log = b.log_text();
     assert!(
@@ -116,12 +171,16 @@ fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
     let stopped = Instant::now();
     assert!(sa.stop().is_some_and(|s| s.success()));
     b.wait_leader(&etcd, Duration::from_secs(30));
-    b.wait_writable(Duration::from_secs(30));
+    wait_for("node_b to be promoted", Duration::from_secs(30), || {
+        (b.psql("SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
+    });
     eprintln!(
-        "node_b took over {:?} after node_a was asked to stop",
+        "node_b promoted {:?} after node_a was asked to stop",
         stopped.elapsed()
     );
     assert_eq!(b.psql("SELECT count(*) FROM t").unwrap(), "2");
+    // Strict: alone now, node_b makes commits wait until a standby is back.
+    assert_commit_waits(&b, "INSERT INTO t VALUES (-1)");
     let log = b.log_text();
     assert!(
         log.contains("I am the healthiest member: taking it and promoting"),
@@ -131,7 +190,9 @@ fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
     // The old leader comes back as a replica of the new one, on the new timeline.
     let _sa = a.start();
     wait_streaming(&b, &a, Duration::from_secs(60));
-    b.psql("INSERT INTO t VALUES (3)").unwrap();
+    b.wait_writable(Duration::from_secs(30));
+    b.psql("DELETE FROM t WHERE x < 0; INSERT INTO t VALUES (3)")
+        .unwrap();
     wait_for(
         "the old leader to replay the new row",
         Duration::from_secs(10),
@@ -147,11 +208,10 @@ fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
 fn a_replica_does_not_take_over_from_a_live_primary() {
     require_root("the supervisor runs postgres as the postgres user");
     let etcd = Etcd::start();
-    let a = MemberFiles::new(&etcd, "enterprises", "node_a", "");
-    let b = MemberFiles::new(&etcd, "enterprises", "node_b", "");
+    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
+    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
     let _sa = a.start();
     a.wait_leader(&etcd, Duration::from_secs(90));
-    a.wait_writable(Duration::from_secs(30));
     let _sb = b.start();
     wait_streaming(&a, &b, Duration::from_secs(60));
     // An operator deletes the leader key by mistake: node_a's postgres still runs as a
@@ -173,37 +233,71 @@ fn a_replica_does_not_take_over_from_a_live_primary() {
 }
 
 /// The leader's node dies (its supervisor is killed; postgres follows it through the
-/// parent-death signal): nobody releases the lock, so the replica takes over once the lease
-/// expires, `ttl` (20 s in the seed) after the last renewal.
+/// parent-death signal) while a client writes: nobody releases the lock, so the
+/// synchronous standby takes over once the lease expires, `ttl` (20 s in the seed) after the
+/// last renewal, and every commit the client saw acknowledged is there (invariant 2).
 #[test]
-fn a_replica_takes_over_when_the_leader_node_dies() {
+fn the_synchronous_standby_takes_over_when_the_leader_node_dies_and_loses_nothing() {
     require_root("the supervisor runs postgres as the postgres user");
     let etcd = Etcd::start();
-    let a = MemberFiles::new(&etcd, "enterprises", "node_a", "");
-    let b = MemberFiles::new(&etcd, "enterprises", "node_b", "");
+    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
+    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
     let mut sa = a.start();
     a.wait_leader(&etcd, Duration::from_secs(90));
-    a.wait_writable(Duration::from_secs(30));
     let _sb = b.start();
     wait_streaming(&a, &b, Duration::from_secs(60));
-    a.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)")
-        .unwrap();
-    wait_for("the row on the replica", Duration::from_secs(10), || {
-        (b.psql("SELECT count(*) FROM t").ok()? == "1").then_some(())
+    wait_for("node_b in the sync key", Duration::from_secs(20), || {
+        let sync = json(&etcd.get(&a.key("sync"))?);
+        (sync["sync_standby"] == "node_b").then_some(())
     });
+    a.wait_writable(Duration::from_secs(30));
+    a.psql("CREATE TABLE t(x int)").unwrap();
 
+    // A client inserts 1, 2, 3, ... one commit at a time and remembers the last one
+    // acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let sock = a.sock.display().to_string();
+        let port = a.pg_port;
+        std::thread::spawn(move || {
+            let mut acked = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let next = acked + 1;
+                let sql = format!("INSERT INTO t VALUES ({next})");
+                match psql(&sock, port, "postgres", None, &sql) {
+                    Ok(_) => acked = next,
+                    Err(_) => break,
+                }
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
     sa.signal(nix::sys::signal::Signal::SIGKILL);
     let killed = Instant::now();
     let _ = sa.wait(Duration::from_secs(10));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = writer.join().unwrap();
+    assert!(acked > 5, "the client wrote before the kill: {acked}");
+
     b.wait_leader(&etcd, Duration::from_secs(40));
-    b.wait_writable(Duration::from_secs(10));
+    wait_for("node_b to be promoted", Duration::from_secs(10), || {
+        (b.psql("SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
+    });
     let took = killed.elapsed();
-    eprintln!("node_b writable {took:?} after node_a was killed (ttl 20 s)");
+    eprintln!("node_b primary {took:?} after node_a was killed (ttl 20 s)");
     assert!(
         took >= Duration::from_secs(10),
         "the lock cannot have been free before its lease expired: {took:?}"
     );
-    assert_eq!(b.psql("SELECT count(*) FROM t").unwrap(), "1");
+    let have: u32 = b
+        .psql(&format!("SELECT count(*) FROM t WHERE x <= {acked}"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!("{acked} commits acknowledged before the kill, {have} of them on node_b");
+    assert_eq!(have, acked, "an acknowledged commit was lost");
     let log = b.log_text();
     assert!(
         log.contains("I am the healthiest member: taking it and promoting"),

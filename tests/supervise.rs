@@ -20,7 +20,8 @@ fn json(s: &str) -> Value {
 fn seed_config_bootstraps_a_primary_and_stops_cleanly() {
     require_root("the supervisor runs postgres as the postgres user");
     let etcd = Etcd::start();
-    let m = MemberFiles::new(&etcd, "enterprises", "manager_abc123", "");
+    // The seed's settings unchanged, strict synchronous mode included.
+    let m = MemberFiles::clustered(&etcd, "enterprises", "manager_abc123");
     let secrets: Vec<String> = [ADMIN_PASSWORD, REPLICATION_PASSWORD, SUPERUSER_PASSWORD]
         .iter()
         .map(|s| s.to_string())
@@ -29,11 +30,16 @@ fn seed_config_bootstraps_a_primary_and_stops_cleanly() {
     let started = Instant::now();
     let mut sup = m.start();
     m.wait_leader(&etcd, Duration::from_secs(90));
-    m.wait_writable(Duration::from_secs(30));
-    eprintln!(
-        "primary accepting writes {:?} after start",
-        started.elapsed()
-    );
+    wait_for("postgres to answer", Duration::from_secs(30), || {
+        m.psql("SELECT 1").ok()
+    });
+    // Alone in strict mode (as Patroni): commits wait for a standby that does not exist yet.
+    wait_for("the strict placeholder", Duration::from_secs(10), || {
+        (m.psql("SHOW synchronous_standby_names").ok()?
+            == "__patroni_strict_sync_replica_placeholder__")
+            .then_some(())
+    });
+    eprintln!("primary running {:?} after start", started.elapsed());
     let (samples, hits) = watch.finish();
     assert!(samples > 10);
     assert!(hits.is_empty(), "secrets visible in /proc: {hits:?}");
@@ -72,6 +78,9 @@ fn seed_config_bootstraps_a_primary_and_stops_cleanly() {
     assert_eq!(config["synchronous_mode_strict"], true);
     assert_eq!(config["postgresql"]["parameters"]["max_connections"], 256);
     assert_eq!(config["postgresql"]["use_pg_rewind"], true);
+    let sync = json(&etcd.get(&m.key("sync")).expect("sync key"));
+    assert_eq!(sync["leader"], "manager_abc123");
+    assert_eq!(sync["sync_standby"], Value::Null);
 
     // Patroni's own patronictl reads the cluster.
     let ctl = m.dir.path().join("patronictl.yml");

@@ -129,6 +129,10 @@ pub struct Candidacy {
     /// `maximum_lag_on_failover` in bytes.
     pub max_lag: u64,
     pub peers: Vec<Peer>,
+    /// With `synchronous_mode`, whether the `sync` key lists us (as a synchronous standby or
+    /// as its leader): only those members are known to hold every acknowledged commit.
+    /// Always true without synchronous mode.
+    pub in_sync_key: bool,
 }
 
 /// Everything one decision looks at.
@@ -234,6 +238,12 @@ pub fn valid_sysid(s: &str) -> bool {
 /// answer are ignored; several members may each think they are healthiest, and the lock's
 /// compare-and-set decides among them.
 pub fn not_healthiest(me: &str, c: &Candidacy) -> Option<String> {
+    if !c.in_sync_key {
+        return Some(
+            "synchronous_mode is on and the sync key does not list me as a synchronous standby"
+                .into(),
+        );
+    }
     if let Some(p) = c.peers.iter().find(|p| p.primary && p.name != me) {
         return Some(format!("{} still runs as a primary", p.name));
     }
@@ -722,6 +732,7 @@ mod tests {
             cluster_optime: 1000,
             max_lag: 1 << 20,
             peers: vec![peer("m3", false, 1000), peer("m4", false, 900)],
+            in_sync_key: true,
         });
         assert_eq!(
             decide(&o).actions,
@@ -736,6 +747,7 @@ mod tests {
             cluster_optime: 1000,
             max_lag: 1 << 20,
             peers: vec![],
+            in_sync_key: true,
         };
         for (c, why) in [
             (
@@ -758,6 +770,13 @@ mod tests {
                     ..base.clone()
                 },
                 "more than maximum_lag_on_failover",
+            ),
+            (
+                Candidacy {
+                    in_sync_key: false,
+                    ..base.clone()
+                },
+                "does not list me as a synchronous standby",
             ),
         ] {
             let mut o = replica_obs(None, Some("m2"));

@@ -5,7 +5,10 @@
 //!   the settings) it returns a [`decide::Plan`]: an ordered list of actions and one
 //!   sentence saying what and why. It does no IO, so every branch is a unit test.
 //! - [`fence`]: an OS thread that stops a primary in immediate mode at its fence deadline.
+//! - [`sync`]: the leader's pure synchronous-replication decision (who postgres waits for,
+//!   who is published in the `sync` key and may take over).
 //! - The shell that builds observations and executes plans lives in the supervisor.
 
 pub mod decide;
 pub mod fence;
+pub mod sync;

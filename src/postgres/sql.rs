@@ -268,6 +268,52 @@ pub async fn probe(client: &Client) -> Result<Probe, SqlError> {
     })
 }
 
+/// One row of `pg_stat_replication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalSender {
+    pub usename: Option<String>,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    pub sync_priority: Option<i32>,
+    /// `flush_lsn` in bytes (what the standby has made durable).
+    pub flush_lsn: Option<u64>,
+}
+
+/// The walsenders of the local primary (`pg_stat_replication`).
+pub async fn walsenders(client: &Client) -> Result<Vec<WalSender>, SqlError> {
+    let rows = client
+        .query(
+            "SELECT usename::text, application_name, host(client_addr), state, sync_state, \
+                    sync_priority, pg_catalog.pg_wal_lsn_diff(flush_lsn, '0/0')::bigint \
+             FROM pg_catalog.pg_stat_replication ORDER BY application_name",
+            &[],
+        )
+        .await
+        .map_err(query_err("reading pg_stat_replication"))?;
+    let get_err = |e| SqlError::Query {
+        what: "reading a pg_stat_replication row".into(),
+        source: e,
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(WalSender {
+                usename: r.try_get(0).map_err(get_err)?,
+                application_name: r.try_get(1).map_err(get_err)?,
+                client_addr: r.try_get(2).map_err(get_err)?,
+                state: r.try_get(3).map_err(get_err)?,
+                sync_state: r.try_get(4).map_err(get_err)?,
+                sync_priority: r.try_get(5).map_err(get_err)?,
+                flush_lsn: r
+                    .try_get::<_, Option<i64>>(6)
+                    .map_err(get_err)?
+                    .and_then(|v| u64::try_from(v).ok()),
+            })
+        })
+        .collect()
+}
+
 /// `CHECKPOINT` (before a planned shutdown it makes the shutdown checkpoint short).
 pub async fn checkpoint(client: &Client) -> Result<(), SqlError> {
     client

@@ -22,6 +22,7 @@ use crate::dcs::model::Cluster;
 use crate::dcs::{Dcs, DcsError, Renewal};
 use crate::ha::decide::{self, Action, DataDir, Lock, Observation, Plan, StartAs};
 use crate::ha::fence::Fence;
+use crate::ha::sync;
 use crate::init::notify::Notifier;
 use crate::init::pid1::{InitEvent, InitSignals};
 use crate::init::privileges::RunAs;
@@ -88,6 +89,12 @@ pub(super) struct Node {
     /// every postgresql.conf (a replica's conninfo must survive a reload).
     upstream: Option<String>,
     recovery: Option<conf::RecoveryParams>,
+    /// `synchronous_standby_names` while we manage it (`synchronous_mode`), and the flush
+    /// LSN when it last changed (a new standby is published only once past it).
+    sync_standbys: Option<Vec<String>>,
+    sync_changed_at: u64,
+    /// `pg_stat_replication` from the last leader cycle (the REST API shows it).
+    pub(super) walsenders: Vec<sql::WalSender>,
 
     pub(super) lock: Lock,
     pub(super) cluster: Option<Cluster>,
@@ -139,6 +146,9 @@ impl Node {
             probe: None,
             upstream: None,
             recovery: None,
+            sync_standbys: None,
+            sync_changed_at: 0,
+            walsenders: Vec::new(),
             lock: Lock::default(),
             cluster: None,
             dcs_last_seen: 0,
@@ -354,11 +364,18 @@ impl Node {
                 })
             })
             .collect();
+        let me = self.cfg.name.as_str();
+        let in_sync_key = !self.dynamic.synchronous_mode().is_enabled()
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.sync.members().contains(&me));
         decide::Candidacy {
             my_wal,
             cluster_optime: self.cluster.as_ref().map(|c| c.status.optime).unwrap_or(0),
             max_lag: self.dynamic.maximum_lag_on_failover(),
             peers: peers::fetch_all(&targets).await,
+            in_sync_key,
         }
     }
 
@@ -649,6 +666,7 @@ impl Node {
             self.recovery = None;
             self.upstream = None;
         } else {
+            self.sync_standbys = None;
             let leader = self
                 .cluster
                 .as_ref()
@@ -662,6 +680,7 @@ impl Node {
             self.set_upstream(leader.as_deref(), slot)?;
         }
         let owner = self.owner();
+        self.managed_parameters(&mut params.conf);
         conf::write_postgresql_conf(
             &self.layout.data_dir,
             &params.conf,
@@ -738,6 +757,26 @@ impl Node {
     }
 
     async fn promote(&mut self) -> anyhow::Result<Step> {
+        if self.dynamic.synchronous_mode().is_enabled() {
+            // Take over the sync key before the first commit can happen, and in strict mode
+            // make commits wait from the first one on, until a standby is confirmed.
+            let me = self.cfg.name.clone();
+            let version = self.cluster.as_ref().and_then(|c| c.sync.mod_revision);
+            let state = crate::dcs::model::SyncState::new(&me, Vec::<String>::new(), 0);
+            if let Err(e) = self.dcs.write_sync(&state, version).await {
+                return Ok(Step::Abort(format!(
+                    "could not take over the sync key before promoting: {e}"
+                )));
+            }
+            let standbys = if self.dynamic.synchronous_mode_strict() {
+                vec![sync::STRICT_PLACEHOLDER.to_string()]
+            } else {
+                Vec::new()
+            };
+            self.sync_standbys = Some(standbys);
+            self.sync_changed_at = 0;
+            self.rewrite_conf_and_reload()?;
+        }
         info!("promoting postgres to primary");
         let client = match self.client().await {
             Ok(c) => c,
@@ -1064,6 +1103,7 @@ impl Node {
         if self.lock.held() {
             self.sync_history().await;
             self.sync_slots().await;
+            self.sync_replication().await;
             if let Some(lsn) = self.probe.as_ref().and_then(|p| p.flush_wal_lsn) {
                 let status = crate::dcs::model::Status {
                     optime: lsn.0,
@@ -1072,6 +1112,122 @@ impl Node {
                 if let Err(e) = self.dcs.write_status(&status).await {
                     debug!("writing status failed: {e}");
                 }
+            }
+        }
+    }
+
+    /// As leader, manage synchronous replication (`ha::sync`): read the walsenders, write
+    /// the `sync` key (removals first), then `synchronous_standby_names` (additions first).
+    async fn sync_replication(&mut self) {
+        if self.probe.as_ref().is_none_or(|p| p.in_recovery) {
+            return;
+        }
+        let senders = match self.client().await {
+            Ok(client) => sql::walsenders(client).await,
+            Err(e) => {
+                debug!("synchronous replication: {e:#}");
+                return;
+            }
+        };
+        self.walsenders = match senders {
+            Ok(w) => w,
+            Err(e) => {
+                debug!("synchronous replication: {e}");
+                return;
+            }
+        };
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let me = self.cfg.name.clone();
+        let mode = self.dynamic.synchronous_mode();
+        if !mode.is_enabled() {
+            if self.sync_standbys.take().is_some() {
+                info!("synchronous_mode is off: no longer managing synchronous_standby_names");
+                if let Err(e) = self.rewrite_conf_and_reload() {
+                    warn!("{e:#}");
+                }
+            }
+            if cluster.sync.leader.as_deref() == Some(me.as_str()) {
+                let _ = self.dcs.delete_sync(cluster.sync.mod_revision).await;
+            }
+            return;
+        }
+        let eligible: std::collections::BTreeSet<String> = cluster
+            .members
+            .iter()
+            .filter(|m| m.name != me)
+            .filter(|m| {
+                m.data
+                    .tags
+                    .get("nosync")
+                    .and_then(serde_json::Value::as_bool)
+                    != Some(true)
+            })
+            .map(|m| m.name.clone())
+            .collect();
+        let rows: Vec<sync::StandbyRow> = self
+            .walsenders
+            .iter()
+            .filter_map(|w| {
+                Some(sync::StandbyRow {
+                    name: w.application_name.clone()?,
+                    streaming: w.state.as_deref() == Some("streaming"),
+                    sync: matches!(w.sync_state.as_deref(), Some("sync" | "quorum")),
+                    flush_lsn: w.flush_lsn.unwrap_or(0),
+                })
+            })
+            .collect();
+        let ours = cluster.sync.leader.as_deref() == Some(me.as_str());
+        let published: Vec<String> = if ours {
+            cluster
+                .sync
+                .voters()
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let current = self.sync_standbys.clone().unwrap_or_default();
+        let target = sync::decide_sync(&sync::SyncInputs {
+            mode,
+            strict: self.dynamic.synchronous_mode_strict(),
+            count: self.dynamic.synchronous_node_count() as usize,
+            eligible: &eligible,
+            rows: &rows,
+            published: &published,
+            current: &current,
+            changed_at_lsn: self.sync_changed_at,
+        });
+        if !ours || target.publish != published {
+            let state = crate::dcs::model::SyncState::new(&me, target.publish.clone(), 0);
+            match self.dcs.write_sync(&state, cluster.sync.mod_revision).await {
+                Ok(_) => info!(
+                    sync_standby = %target.publish.join(","),
+                    "sync key updated: these members may take over"
+                ),
+                Err(e) => {
+                    // Never change postgres' setting on a sync key we could not write.
+                    warn!("could not write the sync key: {e}");
+                    return;
+                }
+            }
+        }
+        if self.sync_standbys.as_ref() != Some(&target.standbys) {
+            self.sync_changed_at = self
+                .probe
+                .as_ref()
+                .and_then(|p| p.flush_wal_lsn)
+                .map(|l| l.0)
+                .unwrap_or(0);
+            info!(
+                synchronous_standby_names = %sync::render_standby_names(&target.standbys),
+                "commits now wait for these standbys"
+            );
+            self.sync_standbys = Some(target.standbys);
+            if let Err(e) = self.rewrite_conf_and_reload() {
+                warn!("{e:#}");
             }
         }
     }
@@ -1179,16 +1335,27 @@ impl Node {
         }
     }
 
+    /// Parameters manning sets itself on top of the configuration's.
+    fn managed_parameters(&self, conf: &mut std::collections::BTreeMap<String, String>) {
+        if let Some(names) = &self.sync_standbys {
+            conf.insert(
+                "synchronous_standby_names".into(),
+                sync::render_standby_names(names),
+            );
+        }
+    }
+
     fn rewrite_conf_and_reload(&mut self) -> anyhow::Result<()> {
         let Some(pm) = self.pm.clone() else {
             return Ok(());
         };
-        let params = conf::server_parameters(&layout::param_inputs(
+        let mut params = conf::server_parameters(&layout::param_inputs(
             &self.cfg,
             &self.dynamic,
             &self.layout,
         ))
         .map_err(|e| anyhow!("postgresql parameters: {e}"))?;
+        self.managed_parameters(&mut params.conf);
         conf::write_postgresql_conf(
             &self.layout.data_dir,
             &params.conf,

@@ -111,7 +111,21 @@ impl Node {
                 timeline: p.timeline.map(u64::from),
                 latest_end_lsn: None,
                 replication_state: None,
-                replication: Vec::new(),
+                replication: if p.in_recovery {
+                    Vec::new()
+                } else {
+                    self.walsenders
+                        .iter()
+                        .map(|w| crate::api::ReplicationRow {
+                            usename: w.usename.clone(),
+                            application_name: w.application_name.clone(),
+                            client_addr: w.client_addr.clone(),
+                            state: w.state.clone(),
+                            sync_state: w.sync_state.clone(),
+                            sync_priority: w.sync_priority,
+                        })
+                        .collect()
+                },
             });
         }
         s.database_system_identifier = self.sysid.map(|x| x.to_string());

@@ -43,9 +43,33 @@ pub struct MemberFiles {
 }
 
 impl MemberFiles {
-    /// Prepare a member of `scope` talking to `etcd`. `extra_yaml` is appended to the test's
-    /// override file (e.g. `bootstrap:\n  post_init: ...`).
+    /// Prepare a lone member of `scope` talking to `etcd`. `extra_yaml` is appended to the
+    /// test's override file. The seed's `synchronous_mode_strict` is turned off: a lone
+    /// primary in strict mode makes every commit wait for a standby that never comes (as
+    /// Patroni does); [`MemberFiles::clustered`] keeps it.
     pub fn new(etcd: &Etcd, scope: &str, name: &str, extra_yaml: &str) -> MemberFiles {
+        MemberFiles::build(
+            etcd,
+            scope,
+            name,
+            "  dcs:\n    synchronous_mode_strict: false\n",
+            extra_yaml,
+        )
+    }
+
+    /// A member of a cluster of several, with the seed's dynamic settings unchanged
+    /// (synchronous replication, strict).
+    pub fn clustered(etcd: &Etcd, scope: &str, name: &str) -> MemberFiles {
+        MemberFiles::build(etcd, scope, name, "", "")
+    }
+
+    fn build(
+        etcd: &Etcd,
+        scope: &str,
+        name: &str,
+        bootstrap_yaml: &str,
+        extra_yaml: &str,
+    ) -> MemberFiles {
         let dir = postgres_tempdir();
         let conf = dir.path().join("conf");
         let secrets = dir.path().join("secrets");
@@ -64,7 +88,7 @@ impl MemberFiles {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(conf.join("00-seed.yml"), SEED_PATRONI_YML).unwrap();
         let overrides = format!(
-            "bootstrap:\n  post_init: {}\npostgresql:\n  parameters:\n    \
+            "bootstrap:\n  post_init: {}\n{bootstrap_yaml}postgresql:\n  parameters:\n    \
              unix_socket_directories: {}\n    fsync: 'off'\n{extra_yaml}",
             script.display(),
             sock.display()
