@@ -304,3 +304,68 @@ fn the_synchronous_standby_takes_over_when_the_leader_node_dies_and_loses_nothin
         "{log}"
     );
 }
+
+/// `patronictl switchover` (Patroni's own tool, against manning's REST API): the leader
+/// stops, hands the lock to the synchronous standby, and comes back as its replica.
+#[test]
+fn patronictl_switchover_hands_over_to_the_synchronous_standby() {
+    require_root("the supervisor runs postgres as the postgres user");
+    let etcd = Etcd::start();
+    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
+    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
+    let _sa = a.start();
+    a.wait_leader(&etcd, Duration::from_secs(90));
+    let _sb = b.start();
+    wait_streaming(&a, &b, Duration::from_secs(60));
+    wait_for("node_b in the sync key", Duration::from_secs(20), || {
+        let sync = json(&etcd.get(&a.key("sync"))?);
+        (sync["sync_standby"] == "node_b").then_some(())
+    });
+    a.wait_writable(Duration::from_secs(30));
+    a.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)")
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = ctl_config(&etcd, dir.path());
+    let started = Instant::now();
+    let out = try_patronictl(
+        &ctl,
+        &[
+            "switchover",
+            "--leader",
+            "node_a",
+            "--candidate",
+            "node_b",
+            "--force",
+        ],
+    );
+    let answered = started.elapsed();
+    let out = out.unwrap_or_else(|e| e);
+    assert!(
+        out.contains("Successfully switched over to \"node_b\""),
+        "{out}\nnode_a:\n{}\nnode_b:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    b.wait_leader(&etcd, Duration::from_secs(5));
+    // The answer comes once node_b holds the lock; its promotion may still be finishing.
+    wait_for("node_b to be promoted", Duration::from_secs(10), || {
+        (b.psql("SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
+    });
+    eprintln!("patronictl switchover answered after {answered:?}");
+    assert_eq!(b.psql("SELECT count(*) FROM t").unwrap(), "1");
+    // The old leader follows the new one and becomes its synchronous standby.
+    wait_streaming(&b, &a, Duration::from_secs(30));
+    b.wait_writable(Duration::from_secs(30));
+    eprintln!("node_b writable {:?} after the request", started.elapsed());
+    assert_eq!(a.psql("SELECT pg_is_in_recovery()").unwrap(), "t");
+    assert!(
+        etcd.get(&a.key("failover")).is_none(),
+        "the request is removed once done"
+    );
+    let log = a.log_text();
+    assert!(
+        log.contains("stopping postgres and handing over the leader lock"),
+        "{log}"
+    );
+}

@@ -43,6 +43,8 @@ pub struct ClusterView {
     pub leader: Option<String>,
     /// Whether the `config` key holds a valid dynamic configuration.
     pub has_config: bool,
+    /// The member a switchover or failover request (the `failover` key) hands the lock to.
+    pub failover_to: Option<String>,
 }
 
 /// State of the local data directory.
@@ -237,7 +239,10 @@ pub fn valid_sysid(s: &str) -> bool {
 /// `maximum_lag_on_failover`, or an eligible member has more WAL. Members that did not
 /// answer are ignored; several members may each think they are healthiest, and the lock's
 /// compare-and-set decides among them.
-pub fn not_healthiest(me: &str, c: &Candidacy) -> Option<String> {
+///
+/// The member a switchover names (`chosen`) does not defer to members with more WAL: the
+/// operator picked it, and the old leader stopped only once it had everything.
+pub fn not_healthiest(me: &str, c: &Candidacy, chosen: bool) -> Option<String> {
     if !c.in_sync_key {
         return Some(
             "synchronous_mode is on and the sync key does not list me as a synchronous standby"
@@ -257,6 +262,7 @@ pub fn not_healthiest(me: &str, c: &Candidacy) -> Option<String> {
     if let Some(p) = c
         .peers
         .iter()
+        .filter(|_| !chosen)
         .find(|p| !p.nofailover && p.name != me && p.wal > c.my_wal)
     {
         return Some(format!(
@@ -320,6 +326,12 @@ pub fn decide(o: &Observation) -> Plan {
 
     let leader_is_me = c.leader.as_deref() == Some(o.me.as_str());
     let leader_other = c.leader.as_deref().filter(|l| *l != o.me);
+    // A switchover or failover names another member: never race it for a free lock.
+    let handed_to_other = c
+        .failover_to
+        .as_deref()
+        .filter(|m| *m != o.me && c.leader.is_none());
+    let handed_to_me = c.failover_to.as_deref() == Some(o.me.as_str());
 
     // A long operation is running: only keep the lock meanwhile.
     if let Some(activity) = o.activity {
@@ -430,6 +442,11 @@ pub fn decide(o: &Observation) -> Plan {
                     vec![Action::StartPostgres(StartAs::Replica)],
                     format!("{why}; no leader, but the nofailover tag forbids taking the lock"),
                 )
+            } else if let Some(to) = handed_to_other {
+                Plan::new(
+                    vec![Action::StartPostgres(StartAs::Replica)],
+                    format!("{why}; the lock is being handed to {to}: starting as a replica"),
+                )
             } else if was_primary {
                 let mut actions = vec![Action::AcquireLock];
                 actions.extend(leader_extras);
@@ -488,6 +505,11 @@ pub fn decide(o: &Observation) -> Plan {
                     "running as primary without the lock and the nofailover tag forbids \
                      taking it: demoting",
                 )
+            } else if let Some(to) = handed_to_other {
+                Plan::new(
+                    vec![Action::Demote],
+                    format!("running as primary without the lock, which goes to {to}: demoting"),
+                )
             } else {
                 let mut actions = vec![Action::AcquireLock];
                 actions.extend(leader_extras);
@@ -516,7 +538,13 @@ pub fn decide(o: &Observation) -> Plan {
                 }
             } else if s.nofailover {
                 Plan::wait("no leader, and the nofailover tag forbids taking the lock")
-            } else if let Some(why) = o.candidacy.as_ref().and_then(|c| not_healthiest(&o.me, c)) {
+            } else if let Some(to) = handed_to_other {
+                Plan::wait(format!("the leader lock is being handed to {to}; waiting"))
+            } else if let Some(why) = o
+                .candidacy
+                .as_ref()
+                .and_then(|c| not_healthiest(&o.me, c, handed_to_me))
+            {
                 Plan::wait(format!(
                     "the leader lock is free, but {why}; not racing for it"
                 ))
@@ -555,6 +583,7 @@ mod tests {
             initialize: Some(SYSID.into()),
             leader: leader.map(str::to_string),
             has_config: true,
+            failover_to: None,
         }
     }
 
@@ -594,6 +623,7 @@ mod tests {
             initialize: None,
             leader: Some("m1".into()),
             has_config: false,
+            failover_to: None,
         });
         assert_eq!(
             decide(&o).actions,
@@ -632,6 +662,7 @@ mod tests {
             initialize: Some(String::new()),
             leader: None,
             has_config: false,
+            failover_to: None,
         });
         o.data = DataDir::Empty;
         o.postgres = Postgres::Stopped;
@@ -671,6 +702,7 @@ mod tests {
             initialize: Some(String::new()),
             leader: Some("m2".into()),
             has_config: false,
+            failover_to: None,
         });
         assert!(decide(&o).actions.is_empty());
     }
@@ -738,6 +770,49 @@ mod tests {
             decide(&o).actions,
             vec![Action::AcquireLock, Action::Promote]
         );
+    }
+
+    #[test]
+    fn a_switchover_hands_the_free_lock_to_its_candidate_only() {
+        let candidacy = Candidacy {
+            my_wal: 1000,
+            cluster_optime: 1000,
+            max_lag: 1 << 20,
+            peers: vec![peer("m3", false, 2000)],
+            in_sync_key: true,
+        };
+        // The chosen member races even though m3 has more WAL.
+        let mut o = replica_obs(None, Some("m2"));
+        o.cluster.as_mut().unwrap().failover_to = Some("m1".into());
+        o.candidacy = Some(candidacy.clone());
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::AcquireLock, Action::Promote]
+        );
+        // Another member waits, whatever its WAL.
+        let mut o = replica_obs(None, Some("m2"));
+        o.cluster.as_mut().unwrap().failover_to = Some("m3".into());
+        o.candidacy = Some(Candidacy {
+            peers: vec![],
+            ..candidacy
+        });
+        let p = decide(&o);
+        assert!(p.actions.is_empty());
+        assert!(p.message.contains("handed to m3"), "{}", p.message);
+        // The old primary, stopped or still running, never takes the lock back.
+        let mut o = leader_obs();
+        o.lock = Lock::default();
+        o.cluster = Some(ClusterView {
+            failover_to: Some("m3".into()),
+            ..cluster(None)
+        });
+        o.postgres = Postgres::Stopped;
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::StartPostgres(StartAs::Replica)]
+        );
+        o.postgres = Postgres::Running { primary: true };
+        assert_eq!(decide(&o).actions, vec![Action::Demote]);
     }
 
     #[test]

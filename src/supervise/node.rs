@@ -299,6 +299,11 @@ impl Node {
         self.refresh_postgres().await;
         let data = self.observe_data_dir().await?;
         let cluster = self.cluster.as_ref().map(|c| decide::ClusterView {
+            failover_to: c
+                .failover
+                .as_ref()
+                .filter(|f| f.scheduled_at.is_none())
+                .and_then(|f| f.member.clone()),
             initialize: c.initialize.clone(),
             leader: c.leader.as_ref().map(|l| l.name.clone()),
             has_config: c
@@ -620,6 +625,13 @@ impl Node {
             Ok(r) => {
                 info!("took the leader lock");
                 self.renewed(&r);
+                // A switchover or failover request is done once someone holds the lock.
+                if let Some(f) = self.cluster.as_ref().and_then(|c| c.failover.as_ref())
+                    && f.scheduled_at.is_none()
+                    && !f.is_empty()
+                {
+                    let _ = self.dcs.delete_failover(Some(f.mod_revision)).await;
+                }
                 Ok(Step::Next)
             }
             Err(e) => {
@@ -1203,10 +1215,19 @@ impl Node {
         if !ours || target.publish != published {
             let state = crate::dcs::model::SyncState::new(&me, target.publish.clone(), 0);
             match self.dcs.write_sync(&state, cluster.sync.mod_revision).await {
-                Ok(_) => info!(
-                    sync_standby = %target.publish.join(","),
-                    "sync key updated: these members may take over"
-                ),
+                Ok(revision) => {
+                    info!(
+                        sync_standby = %target.publish.join(","),
+                        "sync key updated: these members may take over"
+                    );
+                    // The REST API validates switchovers against what we publish.
+                    if let Some(c) = self.cluster.as_mut() {
+                        c.sync = crate::dcs::model::SyncState {
+                            mod_revision: Some(revision),
+                            ..state
+                        };
+                    }
+                }
                 Err(e) => {
                     // Never change postgres' setting on a sync key we could not write.
                     warn!("could not write the sync key: {e}");
@@ -1389,18 +1410,7 @@ impl Node {
                     replies::reinitialize_refused("reinitialize is not supported by manning yet")
                 }
             }
-            ApiCommand::Switchover(s) => {
-                let others = self
-                    .cluster
-                    .as_ref()
-                    .map(|c| c.members.iter().filter(|m| m.name != self.cfg.name).count())
-                    .unwrap_or(0);
-                if others == 0 {
-                    replies::no_good_candidates(s.kind)
-                } else {
-                    replies::switchover_failed(s.kind)
-                }
-            }
+            ApiCommand::Switchover(s) => self.switchover(s).await,
             ApiCommand::DeleteScheduledSwitchover => {
                 let version = self
                     .cluster
@@ -1480,6 +1490,147 @@ impl Node {
             Ok(_) if self.pg == PgRun::Running => replies::restarted(),
             Ok(_) => replies::restart_failed("postgres did not become ready"),
             Err(e) => replies::restart_failed(&format!("{e:#}")),
+        }
+    }
+
+    // ---------------------------------------------------------------- switchover
+
+    /// `POST /switchover` or `/failover` (Patroni's semantics). On the leader: record the
+    /// request in the `failover` key, stop postgres (CHECKPOINT first so the shutdown
+    /// checkpoint is short; fast mode, whose walsenders hand every WAL byte to the connected
+    /// standbys before they exit), release the lock with the shutdown checkpoint's LSN, start
+    /// again as a replica, and answer once another member holds the lock. Elsewhere (no
+    /// leader): record the request and let the candidate race.
+    async fn switchover(
+        &mut self,
+        s: crate::api::control::SwitchoverRequest,
+    ) -> crate::api::reply::Reply {
+        if s.scheduled_at.is_some() {
+            return crate::api::reply::Reply::text(
+                503,
+                "scheduled switchovers are not supported by manning yet",
+            );
+        }
+        // At least one of the possible candidates must answer and be able to take over.
+        if let Some(names) = &s.probe {
+            let targets: Vec<peers::Target> = self
+                .cluster
+                .iter()
+                .flat_map(|c| c.members.iter())
+                .filter(|m| names.contains(&m.name))
+                .filter_map(|m| {
+                    Some(peers::Target {
+                        name: m.name.clone(),
+                        api_url: m.data.api_url.clone()?,
+                        nofailover: m
+                            .data
+                            .tags
+                            .get("nofailover")
+                            .and_then(serde_json::Value::as_bool)
+                            == Some(true),
+                    })
+                })
+                .collect();
+            let answers = peers::fetch_all(&targets).await;
+            if !answers.iter().any(|p| !p.nofailover && !p.primary) {
+                return replies::no_good_candidates(s.kind);
+            }
+        }
+        let i_lead = self.lock.held() && self.is_primary();
+        let other_leader = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.leader.as_ref())
+            .is_some_and(|l| l.name != self.cfg.name);
+        if !i_lead && other_leader {
+            // Only the leader acts on a request; a key written here would wait for a
+            // failover that nobody performs.
+            return crate::api::reply::Reply::text(
+                503,
+                format!("{} failed: send it to the leader", s.kind.title()),
+            );
+        }
+        let request = crate::dcs::model::Failover {
+            leader: s.leader.clone(),
+            member: s.candidate.clone(),
+            scheduled_at: None,
+            mod_revision: 0,
+        };
+        let version = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.failover.as_ref())
+            .map(|f| f.mod_revision);
+        if let Err(e) = self.dcs.write_failover(&request, version).await {
+            warn!("could not write the failover key: {e}");
+            return replies::switchover_failed(s.kind);
+        }
+        if i_lead {
+            info!(
+                candidate = s.candidate.as_deref().unwrap_or("any"),
+                "{}: stopping postgres and handing over the leader lock",
+                s.kind.as_str()
+            );
+            if let Ok(client) = self.client().await {
+                let _ = sql::checkpoint(client).await;
+            }
+            self.client = None;
+            let fast = self.cfg.manning.fast_shutdown_timeout();
+            self.stop_postgres(StopPlan::fast(fast)).await;
+            // The candidate asks our REST API whether a primary still runs here.
+            self.publish().await;
+            let last_lsn = controldata::read(&self.layout.bin, &self.layout.data_dir, None)
+                .await
+                .ok()
+                .filter(|cd| cd.state.is_clean_shutdown())
+                .map(|cd| cd.checkpoint_lsn.0);
+            // Never a primary again from this data directory without a new decision.
+            if let Err(e) = conf::write_standby_signal(&self.layout.data_dir, self.owner()) {
+                warn!("{e}");
+            }
+            self.release_lock(last_lsn).await;
+            if let Err(e) = self.start_postgres(StartAs::Replica).await {
+                warn!("starting again as a replica after the switchover: {e:#}");
+            }
+            self.publish().await;
+        }
+        // Wait for someone else to hold the lock (Patroni polls the DCS once a second).
+        let poll = replies::switchover_poll_timeout(self.dynamic.loop_wait() as u32);
+        let deadline = Instant::now() + poll;
+        let mut watch = self.dcs.watch();
+        let new_leader = self
+            .with_keepalive(async {
+                loop {
+                    let c = watch.latest();
+                    if let Some(l) = c.leader.as_ref().filter(|l| l.name != self.cfg.name) {
+                        return Some(l.name.clone());
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    let _ = tokio::time::timeout(left, watch.changed()).await;
+                }
+            })
+            .await;
+        match new_leader {
+            Some(l) => {
+                info!(new_leader = %l, "{} done", s.kind.as_str());
+                replies::switched_over(s.kind, &l, s.candidate.as_deref())
+            }
+            None => {
+                // Do not leave a request behind that would steer a later failover.
+                let version = self
+                    .dcs
+                    .get_cluster()
+                    .await
+                    .ok()
+                    .and_then(|c| c.failover.map(|f| f.mod_revision));
+                if let Some(v) = version {
+                    let _ = self.dcs.delete_failover(Some(v)).await;
+                }
+                replies::switchover_status_unknown(s.kind)
+            }
         }
     }
 

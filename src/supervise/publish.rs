@@ -27,7 +27,7 @@ impl Node {
         }
     }
 
-    fn is_primary(&self) -> bool {
+    pub(super) fn is_primary(&self) -> bool {
         self.pg == PgRun::Running && self.probe.as_ref().is_some_and(|p| !p.in_recovery)
     }
 

@@ -417,8 +417,8 @@ pub fn ctl_config(etcd: &Etcd, dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// `patronictl -c CONFIG ARGS...`, failing the test when it exits non-zero.
-pub fn run_patronictl(config: &Path, args: &[&str]) -> String {
+/// `patronictl -c CONFIG ARGS...`: its stdout, or stdout and stderr when it fails.
+pub fn try_patronictl(config: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new(patronictl())
         .arg("-c")
         .arg(config)
@@ -426,13 +426,17 @@ pub fn run_patronictl(config: &Path, args: &[&str]) -> String {
         .env("PAGER", "cat")
         .output()
         .expect("run patronictl");
-    assert!(
-        out.status.success(),
-        "patronictl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// `patronictl -c CONFIG ARGS...`, failing the test when it exits non-zero.
+pub fn run_patronictl(config: &Path, args: &[&str]) -> String {
+    try_patronictl(config, args).unwrap_or_else(|e| panic!("patronictl {args:?} failed: {e}"))
 }
 
 /// The test venv's python, with `patroni` importable.
