@@ -303,6 +303,33 @@ fn the_synchronous_standby_takes_over_when_the_leader_node_dies_and_loses_nothin
         log.contains("I am the healthiest member: taking it and promoting"),
         "{log}"
     );
+
+    // The dead node comes back: its data directory was a primary's, possibly with commits
+    // that were never acknowledged; it is rewound from node_b and follows it.
+    let started = Instant::now();
+    let _sa = a.start();
+    wait_streaming(&b, &a, Duration::from_secs(60));
+    eprintln!(
+        "node_a rewound and streaming {:?} after its restart",
+        started.elapsed()
+    );
+    b.wait_writable(Duration::from_secs(30));
+    b.psql("INSERT INTO t VALUES (100000)").unwrap();
+    wait_for(
+        "node_a to replay node_b's new row",
+        Duration::from_secs(10),
+        || (a.psql("SELECT count(*) FROM t WHERE x = 100000").ok()? == "1").then_some(()),
+    );
+    assert_eq!(
+        a.psql("SELECT count(*) FROM t").unwrap(),
+        b.psql("SELECT count(*) FROM t").unwrap(),
+        "node_a holds exactly node_b's rows"
+    );
+    let log = a.log_text();
+    assert!(
+        log.contains("rewinding the data directory with pg_rewind"),
+        "{log}"
+    );
 }
 
 /// `patronictl switchover` (Patroni's own tool, against manning's REST API): the leader

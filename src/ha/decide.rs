@@ -31,6 +31,8 @@ pub struct Settings {
     /// Maintenance mode (`pause: true` in the dynamic config): never start, stop, promote or
     /// demote postgres; only keep or take the lock for a running primary.
     pub paused: bool,
+    /// `use_pg_rewind`: a former primary rewinds from the leader before following it.
+    pub use_pg_rewind: bool,
 }
 
 /// What etcd said this cycle (absent when etcd could not be read).
@@ -186,6 +188,10 @@ pub enum Action {
     /// Point the running replica's `primary_conninfo` at this member and reload.
     Follow {
         leader: String,
+    },
+    /// pg_rewind the (stopped) former primary's data directory from this member.
+    Rewind {
+        from: String,
     },
     StartPostgres(StartAs),
     /// Promote the running standby to primary.
@@ -433,10 +439,25 @@ pub fn decide(o: &Observation) -> Plan {
                     format!("{why} and I hold the leader lock: starting it as primary"),
                 )
             } else if let Some(other) = leader_other {
-                Plan::new(
-                    vec![Action::StartPostgres(StartAs::Replica)],
-                    format!("{why}; {other} holds the leader lock: starting as a replica"),
-                )
+                if was_primary && s.use_pg_rewind {
+                    Plan::new(
+                        vec![
+                            Action::Rewind {
+                                from: other.to_string(),
+                            },
+                            Action::StartPostgres(StartAs::Replica),
+                        ],
+                        format!(
+                            "{why}; {other} holds the leader lock and this data directory was \
+                             a primary: rewinding it from {other}, then starting as a replica"
+                        ),
+                    )
+                } else {
+                    Plan::new(
+                        vec![Action::StartPostgres(StartAs::Replica)],
+                        format!("{why}; {other} holds the leader lock: starting as a replica"),
+                    )
+                }
             } else if s.nofailover {
                 Plan::new(
                     vec![Action::StartPostgres(StartAs::Replica)],
@@ -575,6 +596,7 @@ mod tests {
             primary_start_timeout: Duration::from_secs(300),
             nofailover: false,
             paused: false,
+            use_pg_rewind: true,
         }
     }
 
@@ -773,6 +795,39 @@ mod tests {
     }
 
     #[test]
+    fn a_former_primary_rewinds_before_following_another_leader() {
+        let mut o = leader_obs();
+        o.lock = Lock::default();
+        o.cluster = Some(cluster(Some("m2")));
+        o.postgres = Postgres::Crashed;
+        assert_eq!(
+            decide(&o).actions,
+            vec![
+                Action::Rewind { from: "m2".into() },
+                Action::StartPostgres(StartAs::Replica)
+            ]
+        );
+        // Already a standby, or rewinding disabled: just start as a replica.
+        o.data = DataDir::Initialized {
+            sysid: SYSID.into(),
+            was_primary: false,
+        };
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::StartPostgres(StartAs::Replica)]
+        );
+        o.data = DataDir::Initialized {
+            sysid: SYSID.into(),
+            was_primary: true,
+        };
+        o.settings.use_pg_rewind = false;
+        assert_eq!(
+            decide(&o).actions,
+            vec![Action::StartPostgres(StartAs::Replica)]
+        );
+    }
+
+    #[test]
     fn a_switchover_hands_the_free_lock_to_its_candidate_only() {
         let candidacy = Candidacy {
             my_wal: 1000,
@@ -932,6 +987,10 @@ mod tests {
         o.cluster = Some(cluster(Some("m2")));
         o.postgres = Postgres::Stopped;
         o.lock = Lock::default();
+        o.data = DataDir::Initialized {
+            sysid: SYSID.into(),
+            was_primary: false,
+        };
         assert_eq!(
             decide(&o).actions,
             vec![Action::StartPostgres(StartAs::Replica)]

@@ -30,21 +30,22 @@ use crate::config::CmdOption;
 use crate::init::privileges::{PrivilegeError, RunAs};
 use crate::init::reaper::{self, RunError};
 
-/// A member to connect to with the replication protocol, and how.
+/// A member to connect to (replication protocol for pg_basebackup and pg_receivewal, a
+/// normal connection for pg_rewind), and as whom.
 #[derive(Debug, Clone)]
-pub struct ReplicationSource {
+pub struct Source {
     pub bin: PgBin,
     pub host: String,
     pub port: u16,
-    /// `postgresql.authentication.replication`.
-    pub replication: Credentials,
+    /// `postgresql.authentication.replication` (copies, slots) or the rewind user.
+    pub credentials: Credentials,
     /// The user the client programs run as.
     pub run_as: RunAs,
     /// Where the temporary password file is made.
     pub secret_dir: PathBuf,
 }
 
-impl ReplicationSource {
+impl Source {
     fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
@@ -53,7 +54,7 @@ impl ReplicationSource {
 /// Where to copy from and how.
 #[derive(Debug, Clone)]
 pub struct BasebackupSpec {
-    pub source: ReplicationSource,
+    pub source: Source,
     /// `postgresql.bin_name.pg_basebackup`.
     pub program: String,
     pub data_dir: PathBuf,
@@ -91,15 +92,15 @@ pub enum BasebackupError {
     },
 }
 
-/// The replication connection string (no password: it comes from the pass file). No
+/// The connection string (no password: it comes from the pass file). No
 /// `application_name`: the copy must not look like the replica's own walreceiver in
 /// `pg_stat_replication`.
-pub fn dsn(source: &ReplicationSource) -> ConnInfo {
+pub fn dsn(source: &Source) -> ConnInfo {
     ConnInfo::new()
         .set("dbname", "postgres")
         .set("host", source.host.clone())
         .set("port", source.port.to_string())
-        .set("user", source.replication.username.clone())
+        .set("user", source.credentials.username.clone())
 }
 
 /// The argv pg_basebackup gets (without the program).
@@ -123,18 +124,18 @@ pub fn arguments(spec: &BasebackupSpec) -> Vec<String> {
 
 /// Run one client program against the source with the replication password in a
 /// temporary `PGPASSFILE`; its output lines are logged as progress.
-async fn run_client(
-    source: &ReplicationSource,
+pub(super) async fn run_client(
+    source: &Source,
     program: &str,
     args: Vec<String>,
     timeout: Duration,
 ) -> Result<(), BasebackupError> {
-    let pass = match &source.replication.password {
+    let pass = match &source.credentials.password {
         Some(pw) => Some(
             SecretFile::create(
                 &source.secret_dir,
                 "manning-replication-pass-",
-                pgpass_line("*", "*", "*", &source.replication.username, pw.expose()).as_bytes(),
+                pgpass_line("*", "*", "*", &source.credentials.username, pw.expose()).as_bytes(),
                 Some(&source.run_as),
             )
             .map_err(|source_err| BasebackupError::PassFile {
@@ -181,7 +182,7 @@ async fn run_client(
 /// The leader creates members' slots too, but only on its next cycle; a replica that
 /// starts streaming before that would be refused and retry only after
 /// `wal_retrieve_retry_interval`.
-pub async fn ensure_slot(source: &ReplicationSource, slot: &str) -> Result<(), BasebackupError> {
+pub async fn ensure_slot(source: &Source, slot: &str) -> Result<(), BasebackupError> {
     let args = vec![
         "--create-slot".to_string(),
         "--if-not-exists".to_string(),
@@ -250,11 +251,11 @@ mod tests {
 
     fn spec() -> BasebackupSpec {
         BasebackupSpec {
-            source: ReplicationSource {
+            source: Source {
                 bin: PgBin::new("/usr/lib/postgresql/15/bin"),
                 host: "10.0.0.1".into(),
                 port: 5432,
-                replication: Credentials {
+                credentials: Credentials {
                     username: "replicator".into(),
                     password: Some(crate::config::Secret::new("s3cret'pw")),
                 },

@@ -23,6 +23,7 @@ pub mod initdb;
 pub mod pidfile;
 pub mod post_init;
 pub mod process;
+pub mod rewind;
 pub mod secret_file;
 pub mod slots;
 pub mod sql;

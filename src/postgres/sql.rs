@@ -63,10 +63,12 @@ fn query_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> S
     move |source| SqlError::Query { what, source }
 }
 
-/// How to reach the local server as the superuser.
+/// How to reach the local server as the superuser (or, with [`LocalConn::tcp`], another
+/// member's).
 #[derive(Debug, Clone)]
 pub struct LocalConn {
-    /// `unix_socket_directories` (first absolute entry).
+    /// `unix_socket_directories` (first absolute entry), or a TCP host name or address:
+    /// libpq's rule, a value starting with `/` is a socket directory.
     pub socket_dir: PathBuf,
     pub port: u16,
     pub user: String,
@@ -97,10 +99,15 @@ impl LocalConn {
         }
     }
 
+    /// Connection to `postgres` on another member over TCP.
+    pub fn tcp(host: &str, port: u16, user: &str, password: Option<Secret>) -> LocalConn {
+        LocalConn::new(host, port, user, password)
+    }
+
     /// Connect; the connection task runs on the current tokio runtime.
     pub async fn connect(&self) -> Result<Client, SqlError> {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host_path(&self.socket_dir)
+        cfg.host(self.socket_dir.to_string_lossy().as_ref())
             .port(self.port)
             .user(&self.user)
             .dbname(&self.dbname)

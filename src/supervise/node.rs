@@ -27,7 +27,7 @@ use crate::init::notify::Notifier;
 use crate::init::pid1::{InitEvent, InitSignals};
 use crate::init::privileges::RunAs;
 use crate::init::reaper::Reaper;
-use crate::postgres::basebackup::{self, BasebackupSpec, ReplicationSource};
+use crate::postgres::basebackup::{self, BasebackupSpec, Source};
 use crate::postgres::bootstrap::{self, BootstrapSpec, HbaSetup};
 use crate::postgres::process::{Postmaster, PostmasterOutput, PostmasterSpec, StopPlan};
 use crate::postgres::sql::{self, LocalConn, Probe, RoleSpec};
@@ -171,6 +171,7 @@ impl Node {
             nofailover: self.cfg.tags.nofailover.unwrap_or(false)
                 || self.cfg.tags.failover_priority == Some(0),
             paused: self.dynamic.pause(),
+            use_pg_rewind: self.dynamic.pg().use_pg_rewind(),
         }
     }
 
@@ -539,11 +540,25 @@ impl Node {
             Action::StartPostgres(role) => self.start_postgres(*role).await,
             Action::CreateReplica { from } => self.create_replica(from).await,
             Action::Follow { leader } => self.follow(leader).await,
+            Action::Rewind { from } => self.rewind(from).await,
             Action::Promote => self.promote().await,
             Action::Demote => {
                 self.stop_postgres(StopPlan::immediate()).await;
                 self.lock = Lock::default();
                 self.fence.disarm();
+                // A demoted primary may hold WAL the new leader never had.
+                let leader = self
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.leader.as_ref())
+                    .map(|l| l.name.clone())
+                    .filter(|l| *l != self.cfg.name);
+                if let Some(l) = leader
+                    && self.dynamic.pg().use_pg_rewind()
+                    && let Step::Abort(why) = self.rewind(&l).await?
+                {
+                    return Ok(Step::Abort(why));
+                }
                 self.start_postgres(StartAs::Replica).await
             }
             Action::Fence => {
@@ -876,14 +891,14 @@ impl Node {
     }
 
     /// How to reach `member` with the replication protocol.
-    fn replication_source(&self, member: &str) -> Option<ReplicationSource> {
+    fn replication_source(&self, member: &str) -> Option<Source> {
         let (host, port) = self.member_address(member)?;
         let repl = &self.cfg.postgresql.authentication.replication;
-        Some(ReplicationSource {
+        Some(Source {
             bin: self.layout.bin.clone(),
             host,
             port,
-            replication: crate::postgres::Credentials {
+            credentials: crate::postgres::Credentials {
                 username: repl.username.clone(),
                 password: repl.password.clone(),
             },
@@ -939,6 +954,75 @@ impl Node {
             Err(e) => Ok(Step::Abort(format!(
                 "could not build a replica from {from}: {e}; trying again next cycle"
             ))),
+        }
+    }
+
+    /// pg_rewind our stopped data directory from `from` (the rewind user, else the
+    /// superuser). On failure with `remove_data_directory_on_rewind_failure`, the directory
+    /// is emptied so the next cycle copies it afresh.
+    async fn rewind(&mut self, from: &str) -> anyhow::Result<Step> {
+        let Some(mut source) = self.replication_source(from) else {
+            return Ok(Step::Abort(format!(
+                "the leader {from} has no conn_url in its member key yet"
+            )));
+        };
+        let auth = &self.cfg.postgresql.authentication;
+        let user = auth.rewind.as_ref().unwrap_or(&auth.superuser);
+        source.credentials = crate::postgres::Credentials {
+            username: user.username.clone(),
+            password: user.password.clone(),
+        };
+        let spec = crate::postgres::rewind::RewindSpec {
+            source,
+            program: self.cfg.postgresql.bin_name.pg_rewind.clone(),
+            data_dir: self.layout.data_dir.clone(),
+            options: self.cfg.postgresql.rewind.clone(),
+            timeout: Duration::from_secs(24 * 3600),
+        };
+        // pg_rewind compares timelines through the source's control file, which a new
+        // primary updates only at its first checkpoint after promotion: before that it
+        // would report "no rewind required" and leave a diverged directory behind.
+        let checkpoint = crate::postgres::sql::LocalConn::tcp(
+            &spec.source.host,
+            spec.source.port,
+            &spec.source.credentials.username,
+            spec.source.credentials.password.clone(),
+        );
+        match checkpoint.connect().await {
+            Ok(client) => {
+                if let Err(e) = sql::checkpoint(&client).await {
+                    warn!("CHECKPOINT on {from} before pg_rewind failed: {e}");
+                }
+            }
+            Err(e) => {
+                return Ok(Step::Abort(format!(
+                    "cannot connect to {from} to rewind: {e}"
+                )));
+            }
+        }
+        info!(source = from, "rewinding the data directory with pg_rewind");
+        match self
+            .with_keepalive(crate::postgres::rewind::run(&spec))
+            .await
+        {
+            Ok(()) => {
+                // From now on this directory is a standby's.
+                conf::write_standby_signal(&self.layout.data_dir, self.owner())?;
+                info!(source = from, "pg_rewind done");
+                Ok(Step::Next)
+            }
+            Err(e) if self.dynamic.pg().remove_data_directory_on_rewind_failure() => {
+                error!(
+                    "pg_rewind from {from} failed: {e}; removing the data directory (remove_data_directory_on_rewind_failure) to copy it again"
+                );
+                basebackup::empty_dir(&self.layout.data_dir)
+                    .with_context(|| format!("emptying {}", self.layout.data_dir.display()))?;
+                self.sysid = None;
+                Ok(Step::Abort(
+                    "pg_rewind failed; the data directory was removed".into(),
+                ))
+            }
+            Err(e) => Ok(Step::Abort(format!("pg_rewind from {from} failed: {e}"))),
         }
     }
 
