@@ -86,6 +86,10 @@ fn run_demo(as_postgres_user: bool) {
     }
     let output = seen.join("\n");
     assert!(output.contains("etcd (the DCS)"), "{output}");
+    assert!(
+        output.contains("replicas demo-2, demo-3 (pg_basebackup)"),
+        "{output}"
+    );
     assert!(output.contains("ok ("), "progress is reported: {output}");
     let port = port.unwrap_or_else(|| panic!("no psql port printed:\n{output}"));
     let stats = stats.unwrap_or_else(|| panic!("no status page printed:\n{output}"));
@@ -124,10 +128,16 @@ fn run_demo(as_postgres_user: bool) {
     // The status page shows the member UP.
     let (status, csv) = http_get(&format!("127.0.0.1:{stats}"), "/;csv").unwrap();
     assert_eq!(status, 200);
-    assert!(
-        csv.contains("manning,demo-1,") && csv.contains(",UP,"),
-        "{csv}"
-    );
+    let line = |server: &str| {
+        csv.lines()
+            .find(|l| l.starts_with(&format!("manning,{server},")))
+            .unwrap_or_else(|| panic!("{server} missing:\n{csv}"))
+            .to_string()
+    };
+    assert!(line("demo-1").contains(",UP,"), "{csv}");
+    // The replicas answer 503 to the primary check: the proxy never routes to them.
+    assert!(line("demo-2").contains(",DOWN,"), "{csv}");
+    assert!(line("demo-3").contains(",DOWN,"), "{csv}");
 
     // Ctrl-C stops everything and leaves nothing running.
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();

@@ -1,13 +1,14 @@
 //! `manning demo`: a whole stack on loopback in one command, for a first look.
 //!
 //! It starts, as children, in this order and each only once the previous one answers:
-//! etcd (in a temporary directory), one `manning supervise` member bootstrapped from a
-//! configuration like the seed's (synchronous replication off: one member has no standby),
-//! `manning proxy` reading an haproxy.cfg like the seed's, and `manning forward` on
-//! `127.0.0.1:5432` in front of the proxy's UNIX socket — the seed's client path. It prints
-//! how to connect and where the status page is, then waits. Ctrl-C (or SIGTERM) stops
-//! everything in the reverse order (the supervisor stops postgres with its own shutdown
-//! modes) and removes the directory.
+//! etcd (in a temporary directory), three `manning supervise` members from a configuration
+//! like the seed's (synchronous replication, strict) — `demo-1` bootstraps, `demo-2` and
+//! `demo-3` copy it and one becomes its synchronous standby — then `manning proxy` reading
+//! an haproxy.cfg like the seed's (one server per member, checked on `/primary`'s port),
+//! and `manning forward` on `127.0.0.1:5432` in front of the proxy's UNIX socket — the
+//! seed's client path. It prints how to connect and where the status page is, then waits.
+//! Ctrl-C (or SIGTERM) stops everything in the reverse order (each supervisor stops its
+//! postgres with postgres' own shutdown modes) and removes the directory.
 //!
 //! It runs as root (postgres then runs as the `postgres` user) or as a normal user
 //! (postgres runs as that user).
@@ -16,6 +17,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,7 +52,9 @@ pub struct Args {
 
 /// A child process of the demo, with the file its output goes to.
 struct Proc {
-    name: &'static str,
+    name: String,
+    /// A `manning supervise`: never SIGKILLed (it must stop postgres itself).
+    supervisor: bool,
     child: Child,
     log: PathBuf,
 }
@@ -104,16 +108,30 @@ impl Proc {
 /// Resolves on SIGTERM or SIGINT; boxed so the start-up steps can share it.
 type ShutdownFuture = std::pin::Pin<Box<dyn Future<Output = crate::signals::Shutdown>>>;
 
+/// How many PostgreSQL members the demo runs.
+const MEMBERS: usize = 3;
+
+/// Ports of one member.
+#[derive(Debug, Clone, Copy)]
+struct MemberPorts {
+    pg: u16,
+    api: u16,
+}
+
 /// Ports and paths of one demo.
 struct Plan {
     dir: PathBuf,
     etcd_client: u16,
     etcd_peer: u16,
-    pg_port: u16,
-    api_port: u16,
+    /// `demo-1`, `demo-2`, ... in order.
+    members: Vec<MemberPorts>,
     proxy_port: u16,
     stats_port: u16,
     client_port: u16,
+}
+
+fn member_name(index: usize) -> String {
+    format!("demo-{}", index + 1)
 }
 
 /// Run the demo until Ctrl-C.
@@ -229,13 +247,19 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         dir: dir.clone(),
         etcd_client: free_port()?,
         etcd_peer: free_port()?,
-        pg_port: free_port()?,
-        api_port: free_port()?,
+        members: (0..MEMBERS)
+            .map(|_| {
+                Ok(MemberPorts {
+                    pg: free_port()?,
+                    api: free_port()?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
         proxy_port: free_port()?,
         stats_port,
         client_port,
     };
-    println!("manning demo: etcd, one PostgreSQL member, proxy and forwarder on 127.0.0.1");
+    println!("manning demo: etcd, {MEMBERS} PostgreSQL members, proxy and forwarder on 127.0.0.1");
     println!("  directory: {}", dir.display());
     if !client_as_asked {
         println!("  port {} is taken; clients use {client_port}", args.port);
@@ -258,11 +282,12 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     println!("\nstopping:");
     // Reverse order: clients' path first, postgres (through its supervisor), etcd last.
     for p in procs.iter_mut().rev() {
-        let (grace, may_kill) = match p.name {
-            "supervisor" => (Duration::from_secs(120), false),
-            _ => (Duration::from_secs(10), true),
+        let (grace, may_kill) = if p.supervisor {
+            (Duration::from_secs(120), false)
+        } else {
+            (Duration::from_secs(10), true)
         };
-        step(p.name);
+        step(&p.name);
         println!("{}", p.stop(grace, may_kill));
     }
     if remove_dir {
@@ -287,16 +312,24 @@ async fn start_all(
     let dir = &plan.dir;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
-    let spawn = |name: &'static str, cmd: &mut Command| -> anyhow::Result<Proc> {
+    let spawn = |name: &str, cmd: &mut Command| -> anyhow::Result<Proc> {
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
+        // Its own process group: Ctrl-C in the terminal reaches only the demo, which then
+        // stops everything in order (clients' path first, the leader last, etcd after).
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Proc { name, child, log })
+        Ok(Proc {
+            name: name.to_string(),
+            supervisor: cmd.get_args().next().is_some_and(|a| a == "supervise"),
+            child,
+            log,
+        })
     };
 
     println!("\nstarting:");
@@ -323,7 +356,7 @@ async fn start_all(
     .await?;
     done(t);
 
-    // 2. the member
+    // 2. the members: the first bootstraps, the others copy it.
     let t = Instant::now();
     step("PostgreSQL member demo-1 (bootstrap)");
     let secrets = dir.join("secrets");
@@ -347,16 +380,42 @@ async fn start_all(
         ),
     )?;
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::write(dir.join("patroni.yml"), patroni_yml(plan, pg_bin, root))?;
-    procs.push(spawn(
-        "supervisor",
-        Command::new(me)
-            .arg("supervise")
-            .arg(dir.join("patroni.yml"))
-            .env("MANNING_SECRETS_DIR", &secrets),
-    )?);
+    let start_member = |index: usize, procs: &mut Vec<Proc>| -> anyhow::Result<()> {
+        let name = member_name(index);
+        let conf = dir.join(format!("{name}.yml"));
+        std::fs::write(&conf, patroni_yml(plan, index, pg_bin, root))?;
+        procs.push(spawn(
+            &name,
+            Command::new(me)
+                .arg("supervise")
+                .arg(&conf)
+                .env("MANNING_SECRETS_DIR", &secrets),
+        )?);
+        Ok(())
+    };
+    start_member(0, procs)?;
+    let leader_api = plan.members[0].api;
     wait_until(procs, shutdown, Duration::from_secs(180), || {
-        http_get(plan.api_port, "/primary").is_some_and(|(s, _)| s == 200)
+        http_get(leader_api, "/primary").is_some_and(|(s, _)| s == 200)
+    })
+    .await?;
+    done(t);
+
+    let t = Instant::now();
+    let names: Vec<String> = (1..MEMBERS).map(member_name).collect();
+    step(&format!("replicas {} (pg_basebackup)", names.join(", ")));
+    for index in 1..MEMBERS {
+        start_member(index, procs)?;
+    }
+    // Every replica streams, and one is the synchronous standby (strict mode: until then
+    // the leader's commits wait).
+    wait_until(procs, shutdown, Duration::from_secs(180), || {
+        let apis: Vec<u16> = plan.members[1..].iter().map(|m| m.api).collect();
+        apis.iter().all(|api| {
+            http_get(*api, "/replica?replication_state=streaming").is_some_and(|(s, _)| s == 200)
+        }) && apis
+            .iter()
+            .any(|api| http_get(*api, "/sync").is_some_and(|(s, _)| s == 200))
     })
     .await?;
     done(t);
@@ -373,7 +432,11 @@ async fn start_all(
             .arg(dir.join("haproxy.cfg")),
     )?);
     wait_until(procs, shutdown, Duration::from_secs(60), || {
-        http_get(plan.stats_port, "/;csv").is_some_and(|(s, b)| s == 200 && b.contains(",UP,"))
+        http_get(plan.stats_port, "/;csv").is_some_and(|(s, b)| {
+            s == 200
+                && b.lines()
+                    .any(|l| l.starts_with("manning,demo-1,") && l.contains(",UP,"))
+        })
     })
     .await?;
     done(t);
@@ -494,9 +557,18 @@ fn print_summary(plan: &Plan) {
         plan.client_port
     );
     println!("status page:  http://127.0.0.1:{}/", plan.stats_port);
+    for (i, m) in plan.members.iter().enumerate() {
+        println!(
+            "{:<13} postgres 127.0.0.1:{}, REST API http://127.0.0.1:{}/patroni",
+            format!("{}:", member_name(i)),
+            m.pg,
+            m.api
+        );
+    }
     println!(
-        "REST API:     http://127.0.0.1:{}/patroni  (Patroni's API)",
-        plan.api_port
+        "switchover:   curl -s -XPOST -d '{{\"leader\":\"demo-1\",\"candidate\":\"demo-2\"}}' \
+         http://127.0.0.1:{}/switchover",
+        plan.members[0].api
     );
     println!(
         "etcd:         ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:{} get --prefix /service/demo",
@@ -506,10 +578,12 @@ fn print_summary(plan: &Plan) {
     println!("Press Ctrl-C to stop everything.");
 }
 
-/// Like the seed's patroni.yml, on loopback, without strict synchronous replication (one
-/// member has no standby to wait for).
-fn patroni_yml(plan: &Plan, pg_bin: &Path, root: bool) -> String {
+/// Like the seed's patroni.yml (synchronous replication, strict), on loopback, for member
+/// `index`.
+fn patroni_yml(plan: &Plan, index: usize, pg_bin: &Path, root: bool) -> String {
     let dir = plan.dir.display();
+    let name = member_name(index);
+    let ports = plan.members[index];
     let user = if root {
         String::new()
     } else {
@@ -523,10 +597,10 @@ fn patroni_yml(plan: &Plan, pg_bin: &Path, root: bool) -> String {
         )
     };
     format!(
-        r#"# Generated by `manning demo`: the seed's patroni.yml on loopback, one member.
+        r#"# Generated by `manning demo`: the seed's patroni.yml on loopback, member {name}.
 scope: demo
 namespace: /service
-name: demo-1
+name: {name}
 restapi:
   listen: 127.0.0.1:{api}
   connect_address: 127.0.0.1:{api}
@@ -538,7 +612,9 @@ bootstrap:
     loop_wait: 2
     retry_timeout: 5
     maximum_lag_on_failover: 1048576
-    synchronous_mode: false
+    synchronous_mode: true
+    synchronous_mode_strict: true
+    synchronous_node_count: 1
     postgresql:
       parameters:
         max_connections: 256
@@ -559,7 +635,7 @@ bootstrap:
 postgresql:
   listen: 127.0.0.1:{pg}
   connect_address: 127.0.0.1:{pg}
-  data_dir: {dir}/data/demo-1
+  data_dir: {dir}/data/{name}
   bin_dir: {bin}
   parameters:
     unix_socket_directories: {dir}/run
@@ -576,15 +652,29 @@ tags:
   clonefrom: false
   nosync: false
 {user}"#,
-        api = plan.api_port,
+        api = ports.api,
         etcd = plan.etcd_client,
-        pg = plan.pg_port,
+        pg = ports.pg,
         bin = pg_bin.display(),
     )
 }
 
-/// Like the seed's haproxy.cfg: stats page, a UNIX socket and a TCP bind to the primary.
+/// Like the seed's haproxy.cfg: stats page, a UNIX socket and a TCP bind to the primary,
+/// one server per member checked on its REST API (only the primary answers 200 on `/`).
 fn haproxy_cfg(plan: &Plan) -> String {
+    let servers: String = plan
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                "    server {} 127.0.0.1:{} maxconn 128 check port {}\n",
+                member_name(i),
+                m.pg,
+                m.api
+            )
+        })
+        .collect();
     format!(
         r#"# Generated by `manning demo`: the seed's haproxy.cfg on loopback.
 global
@@ -611,13 +701,10 @@ listen manning
     option httpchk
     http-check expect status 200
     default-server inter 2500ms fall 4 rise 2 on-marked-down shutdown-sessions
-    server demo-1 127.0.0.1:{pg} maxconn 128 check port {api}
-"#,
+{servers}"#,
         stats = plan.stats_port,
         dir = plan.dir.display(),
         proxy = plan.proxy_port,
-        pg = plan.pg_port,
-        api = plan.api_port,
     )
 }
 
@@ -630,8 +717,11 @@ mod tests {
             dir: PathBuf::from("/tmp/d"),
             etcd_client: 1,
             etcd_peer: 2,
-            pg_port: 3,
-            api_port: 4,
+            members: vec![
+                MemberPorts { pg: 3, api: 4 },
+                MemberPorts { pg: 8, api: 9 },
+                MemberPorts { pg: 10, api: 11 },
+            ],
             proxy_port: 5,
             stats_port: 6,
             client_port: 7,
@@ -650,19 +740,26 @@ mod tests {
         ] {
             std::fs::write(secrets.join(n), "pw\n").unwrap();
         }
-        let file = dir.path().join("patroni.yml");
-        std::fs::write(
-            &file,
-            patroni_yml(&plan(), Path::new("/usr/lib/postgresql/15/bin"), true),
-        )
-        .unwrap();
-        let loaded = crate::config::load(&crate::config::LoadOptions {
-            path: Some(file),
-            env: Default::default(),
-            secrets_dir: secrets,
-        })
-        .unwrap_or_else(|p| panic!("{p}"));
-        assert_eq!(loaded.config.name, "demo-1");
-        assert_eq!(loaded.config.postgresql.listen.port, 3);
+        for (index, port) in [(0, 3), (2, 10)] {
+            let file = dir.path().join("patroni.yml");
+            std::fs::write(
+                &file,
+                patroni_yml(
+                    &plan(),
+                    index,
+                    Path::new("/usr/lib/postgresql/15/bin"),
+                    true,
+                ),
+            )
+            .unwrap();
+            let loaded = crate::config::load(&crate::config::LoadOptions {
+                path: Some(file),
+                env: Default::default(),
+                secrets_dir: secrets.clone(),
+            })
+            .unwrap_or_else(|p| panic!("{p}"));
+            assert_eq!(loaded.config.name, member_name(index));
+            assert_eq!(loaded.config.postgresql.listen.port, port);
+        }
     }
 }

@@ -93,6 +93,10 @@ pub(super) struct Node {
     /// LSN when it last changed (a new standby is published only once past it).
     sync_standbys: Option<Vec<String>>,
     sync_changed_at: u64,
+    /// Run the next cycle soon (a synchronous standby awaits confirmation).
+    hurry: bool,
+    /// When `synchronous_standby_names` last changed.
+    sync_changed_when: Instant,
     /// `pg_stat_replication` from the last leader cycle (the REST API shows it).
     pub(super) walsenders: Vec<sql::WalSender>,
 
@@ -148,6 +152,8 @@ impl Node {
             recovery: None,
             sync_standbys: None,
             sync_changed_at: 0,
+            hurry: false,
+            sync_changed_when: Instant::now(),
             walsenders: Vec::new(),
             lock: Lock::default(),
             cluster: None,
@@ -190,7 +196,14 @@ impl Node {
                 self.shutdown(ShutdownMode::Clean).await;
                 return Err(e);
             }
-            self.next_run = Instant::now() + self.loop_wait();
+            // Right after a change of synchronous standbys, look again soon: the new one is
+            // published (and may take over) only once postgres confirms it.
+            let wait = if std::mem::take(&mut self.hurry) {
+                Duration::from_millis(250).min(self.loop_wait())
+            } else {
+                self.loop_wait()
+            };
+            self.next_run = Instant::now() + wait;
             let nap = tokio::time::sleep_until(self.next_run.into());
             tokio::pin!(nap);
             let pm = self.pm.clone();
@@ -226,7 +239,13 @@ impl Node {
                     cluster = watch.changed() => {
                         let changes = cluster.changes_since(&seen);
                         seen = cluster;
-                        if changes.leader || changes.config || changes.failover || changes.initialize {
+                        // `sync` too: who may take over is part of what a member publishes.
+                        if changes.leader
+                            || changes.config
+                            || changes.failover
+                            || changes.initialize
+                            || changes.sync
+                        {
                             break;
                         }
                     }
@@ -1319,6 +1338,12 @@ impl Node {
                 }
             }
         }
+        let unconfirmed = target
+            .standbys
+            .iter()
+            .any(|n| n != sync::STRICT_PLACEHOLDER && !target.publish.contains(n));
+        // For a few seconds only: a standby that does not catch up is not worth a busy loop.
+        self.hurry = unconfirmed && self.sync_changed_when.elapsed() < Duration::from_secs(10);
         if self.sync_standbys.as_ref() != Some(&target.standbys) {
             self.sync_changed_at = self
                 .probe
@@ -1326,6 +1351,11 @@ impl Node {
                 .and_then(|p| p.flush_wal_lsn)
                 .map(|l| l.0)
                 .unwrap_or(0);
+            self.sync_changed_when = Instant::now();
+            self.hurry = target
+                .standbys
+                .iter()
+                .any(|n| n != sync::STRICT_PLACEHOLDER);
             info!(
                 synchronous_standby_names = %sync::render_standby_names(&target.standbys),
                 "commits now wait for these standbys"

@@ -57,11 +57,7 @@ impl Node {
                 m.receive_lsn = p.receive_lsn.map(|l| l.0);
                 m.replay_lsn = p.replay_lsn.map(|l| l.0);
                 m.xlog_location = m.receive_lsn.max(m.replay_lsn);
-                m.replication_state = Some(if p.receive_lsn.is_some() {
-                    "streaming".into()
-                } else {
-                    "in archive recovery".into()
-                });
+                m.replication_state = replication_state(p).map(|r| r.as_str().to_string());
             } else {
                 m.xlog_location = p.flush_wal_lsn.or(p.current_wal_lsn).map(|l| l.0);
             }
@@ -110,7 +106,7 @@ impl Node {
                 xlog,
                 timeline: p.timeline.map(u64::from),
                 latest_end_lsn: None,
-                replication_state: None,
+                replication_state: replication_state(p),
                 replication: if p.in_recovery {
                     Vec::new()
                 } else {
@@ -269,6 +265,19 @@ pub(super) fn history_entries(
 }
 
 /// `("host", port)` of `postgres://host:port/db`.
+/// A replica streams while its WAL receiver runs (Patroni reads `pg_stat_get_wal_receiver`);
+/// otherwise it replays what it has. `None` on a primary.
+fn replication_state(p: &crate::postgres::sql::Probe) -> Option<crate::api::ReplicationState> {
+    use crate::api::ReplicationState;
+    p.in_recovery.then(|| {
+        if p.received_timeline.is_some() {
+            ReplicationState::Streaming
+        } else {
+            ReplicationState::InArchiveRecovery
+        }
+    })
+}
+
 pub(super) fn host_port_of_url(url: &str) -> Option<(String, u16)> {
     let rest = url.split_once("://")?.1;
     let hostport = rest.split('/').next()?;
