@@ -4,7 +4,8 @@
 Each stack gets its own etcd, the seed's dynamic settings (ttl 20, loop_wait 2,
 retry_timeout 5, maximum_lag_on_failover 1 MB, synchronous_mode and
 synchronous_mode_strict on, use_pg_rewind, use_slots) and a proxy reading the seed's
-haproxy.cfg with the three members (HAProxy for Patroni, `manning proxy` for manning).
+haproxy.cfg with the three members (HAProxy for Patroni; `manning proxy --etcd` for manning,
+which routes by the leader key instead of the checks).
 In turn, for manning then Patroni:
 
   1. formation: the three members start at once on empty data directories; the time
@@ -211,7 +212,12 @@ class Stack:
         cfg = os.path.join(self.work, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(proxy_config(self.work, self.members, self.proxy_port, stats))
-        cmd = [S.MANNING, "proxy", "-f", cfg] if self.kind == "manning" else [HAPROXY, "-db", "-f", cfg]
+        if self.kind == "manning":
+            # manning's proxy follows the leader key (the stack's point); HAProxy polls.
+            cmd = [S.MANNING, "proxy", "-f", cfg, "--etcd", self.etcd.endpoint, "--scope", SCOPE,
+                   "--namespace", "/bench"]
+        else:
+            cmd = [HAPROXY, "-db", "-f", cfg]
         self.proxy = S.spawn(cmd, self.log)
         wait("the proxy to route to the leader", 30,
              lambda: S.psql(self.proxy_port, "SELECT 1").returncode == 0)

@@ -396,3 +396,120 @@ fn patronictl_switchover_hands_over_to_the_synchronous_standby() {
         "{log}"
     );
 }
+
+/// `manning proxy --etcd` routes by the leader key: during a switchover no client write
+/// reaches the old leader restarted as a read-only replica, and new sessions go to the new
+/// leader as soon as it runs as primary.
+#[test]
+fn the_proxy_following_etcd_moves_writes_to_the_new_leader_and_never_to_a_replica() {
+    require_root("the supervisor runs postgres as the postgres user");
+    let etcd = Etcd::start();
+    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
+    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
+    let _sa = a.start();
+    a.wait_leader(&etcd, Duration::from_secs(90));
+    let _sb = b.start();
+    wait_streaming(&a, &b, Duration::from_secs(60));
+    wait_for("node_b in the sync key", Duration::from_secs(20), || {
+        let sync = json(&etcd.get(&a.key("sync"))?);
+        (sync["sync_standby"] == "node_b").then_some(())
+    });
+    a.wait_writable(Duration::from_secs(30));
+    a.psql("CREATE TABLE t(x int)").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "defaults\n    mode tcp\n    timeout connect 4s\n    timeout client 30m\n    \
+             timeout server 30m\nlisten pg\n    bind 127.0.0.1:{port}\n    \
+             default-server on-marked-down shutdown-sessions\n    \
+             server node_a 127.0.0.1:{} check port {}\n    \
+             server node_b 127.0.0.1:{} check port {}\n",
+            a.pg_port, a.api_port, b.pg_port, b.api_port
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("proxy.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let _proxy = Proc {
+        child: std::process::Command::new(manning_bin())
+            .arg("proxy")
+            .arg("-f")
+            .arg(&cfg)
+            .args(["--etcd", &etcd.endpoint, "--scope", "enterprises"])
+            .args(["--namespace", "/manning"])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap(),
+        name: "manning proxy".into(),
+    };
+    let through_proxy =
+        |sql: &str| psql("127.0.0.1", port, "postgres", Some(SUPERUSER_PASSWORD), sql);
+    wait_for(
+        "the proxy to route to node_a",
+        Duration::from_secs(10),
+        || {
+            (through_proxy("SELECT inet_server_port()").ok()? == a.pg_port.to_string())
+                .then_some(())
+        },
+    );
+
+    // A client writes through the proxy, one connection per write, during the switchover.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut refused) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match psql(
+                    "127.0.0.1",
+                    port,
+                    "postgres",
+                    Some(SUPERUSER_PASSWORD),
+                    "INSERT INTO t VALUES (1)",
+                ) {
+                    Ok(_) => ok += 1,
+                    Err(e) if e.contains("read-only") => refused.push(e),
+                    Err(_) => {}
+                }
+            }
+            (ok, refused)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let ctl_dir = tempfile::tempdir().unwrap();
+    let ctl = ctl_config(&etcd, ctl_dir.path());
+    run_patronictl(
+        &ctl,
+        &[
+            "switchover",
+            "--leader",
+            "node_a",
+            "--candidate",
+            "node_b",
+            "--force",
+        ],
+    );
+    wait_for(
+        "the proxy to route to node_b",
+        Duration::from_secs(10),
+        || {
+            (through_proxy("SELECT inet_server_port()").ok()? == b.pg_port.to_string())
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, refused) = writer.join().unwrap();
+    assert!(ok > 5, "writes went through: {ok}");
+    assert!(
+        refused.is_empty(),
+        "writes reached a read-only node: {refused:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("etcd: node_b is the primary"), "{text}");
+}

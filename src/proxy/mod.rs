@@ -22,6 +22,7 @@ pub mod backend;
 pub mod check;
 pub mod checker;
 pub mod counters;
+pub mod follow;
 pub mod frontend;
 pub mod haproxy_cfg;
 pub mod health;
@@ -78,6 +79,55 @@ pub struct Args {
     /// on one thread, see `net::runtime`).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Route by the cluster's leader key in etcd (HOST:PORT, comma-separated) instead of
+    /// HTTP health checks: a server is UP exactly while its member holds the lock and runs
+    /// as primary, so a switchover moves new sessions in milliseconds. Needs --scope.
+    #[arg(
+        long,
+        value_name = "HOSTS",
+        env = "MANNING_PROXY_ETCD",
+        requires = "scope"
+    )]
+    pub etcd: Option<String>,
+
+    /// The cluster's `scope` (patroni.yml) when following etcd.
+    #[arg(long, value_name = "SCOPE", env = "MANNING_PROXY_SCOPE")]
+    pub scope: Option<String>,
+
+    /// The cluster's `namespace` (patroni.yml) when following etcd.
+    #[arg(long, value_name = "NAMESPACE", default_value = "/service")]
+    pub namespace: String,
+}
+
+impl Args {
+    /// The DCS settings for `--etcd`, if given.
+    fn follow_settings(&self) -> anyhow::Result<Option<crate::dcs::DcsSettings>> {
+        let (Some(hosts), Some(scope)) = (&self.etcd, &self.scope) else {
+            return Ok(None);
+        };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect();
+        let settings = crate::dcs::DcsSettings {
+            endpoints,
+            tls: None,
+            username: None,
+            password: None,
+            namespace: self.namespace.clone(),
+            scope: scope.clone(),
+            member_name: "manning-proxy".into(),
+            ttl: Duration::from_secs(30),
+            retry_timeout: Duration::from_secs(10),
+        };
+        settings
+            .validate()
+            .map_err(|e| usage(format!("--etcd {hosts}: {e}")))?;
+        Ok(Some(settings))
+    }
 }
 
 /// Run `manning proxy`.
@@ -87,9 +137,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", describe(&cfg, &args));
         return Ok(());
     }
+    let follow = args.follow_settings()?;
     let rt = crate::net::runtime::control("manning-proxy")?;
     let workers = crate::net::runtime::Workers::start(args.threads, "manning-proxy")?;
-    rt.block_on(serve(cfg, args.shutdown_grace, workers))
+    rt.block_on(serve(cfg, args.shutdown_grace, workers, follow))
 }
 
 /// Read and parse the configuration; errors exit 2.
@@ -162,7 +213,12 @@ pub fn describe(cfg: &Config, args: &Args) -> String {
     out
 }
 
-async fn serve(cfg: Config, grace: Duration, workers: Workers) -> anyhow::Result<()> {
+async fn serve(
+    cfg: Config,
+    grace: Duration,
+    workers: Workers,
+    follow: Option<crate::dcs::DcsSettings>,
+) -> anyhow::Result<()> {
     let signal = crate::signals::shutdown_signal().context("installing signal handlers")?;
     raise_open_files_limit();
     for (line, what) in &cfg.accepted_without_effect {
@@ -223,7 +279,7 @@ async fn serve(cfg: Config, grace: Duration, workers: Workers) -> anyhow::Result
             )));
         }
         for (i, s) in l.servers.iter().enumerate() {
-            if !s.check {
+            if !s.check || follow.is_some() {
                 continue;
             }
             let target = checker::CheckTarget::new(l, s);
@@ -247,16 +303,29 @@ async fn serve(cfg: Config, grace: Duration, workers: Workers) -> anyhow::Result
                 l.name, l.line
             );
         }
-        let checked = l.servers.iter().filter(|s| s.check).count();
-        info!(
-            "listen {} on {}: {} servers ({checked} checked; none receives connections before its check passes)",
-            l.name,
-            binds.join(", "),
-            l.servers.len()
-        );
+        if follow.is_some() {
+            info!(
+                "listen {} on {}: {} servers, routed by the leader key in etcd (no HTTP checks)",
+                l.name,
+                binds.join(", "),
+                l.servers.len()
+            );
+        } else {
+            let checked = l.servers.iter().filter(|s| s.check).count();
+            info!(
+                "listen {} on {}: {} servers ({checked} checked; none receives connections before its check passes)",
+                l.name,
+                binds.join(", "),
+                l.servers.len()
+            );
+        }
         pairs.push((frontend, backend));
     }
 
+    let follower = follow.map(|settings| {
+        let backends = pairs.iter().map(|(_, b)| b.clone()).collect();
+        tokio::spawn(follow::run(settings, backends))
+    });
     let source = snapshot_source(pairs, started, phase.clone());
     for s in &cfg.stats {
         let page = Arc::new(stats::http::StatsPage::new(s));
@@ -302,6 +371,9 @@ async fn serve(cfg: Config, grace: Duration, workers: Workers) -> anyhow::Result
         warn!("closing {left} sessions still open after {grace:?} ({open} were open at {sig})");
     }
     let _ = phase_tx.send(Phase::Stopped);
+    if let Some(f) = follower {
+        f.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), alive_rx.recv()).await;
     info!("proxy stopped");
     Ok(())
