@@ -65,6 +65,7 @@ bench: deps build
 	python3 bench/forward.py
 	python3 bench/proxy.py --no-build
 	python3 bench/supervise.py --no-build
+	python3 bench/cluster.py --no-build
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

@@ -285,7 +285,13 @@ def run_stack(kind, base, log):
     st.start_proxy()
 
     # 2. switchover to the synchronous standby
-    sync = json.loads(st.key("sync"))["sync_standby"]
+    def published_sync():
+        try:
+            return json.loads(st.key("sync") or "{}").get("sync_standby")
+        except ValueError:
+            return None
+    wait("a synchronous standby in the sync key", 120, lambda: published_sync() is not None)
+    sync = published_sync()
     w = writer(st, 16, 0)
     time.sleep(2)
     asked = time.monotonic()
@@ -298,7 +304,8 @@ def run_stack(kind, base, log):
     res["switchover_answer"] = answer
     res["switchover_gap"] = longest_gap(oks, asked)
     res["switchover_readonly"] = sum(1 for _, e in errs if "read-only" in e)
-    wait("the new leader", 30, lambda: st.leader() not in (None, leader))
+    wait(f"the new leader after the switchover ({answer})", 60,
+         lambda: st.leader() not in (None, leader))
     leader = st.leader()
     wait("the cluster to be synchronous again", 120, lambda: sync_ready(st, leader))
 
