@@ -726,3 +726,48 @@ async fn hand_off_survives_a_proxy_restart() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("copying bytes"), "{text}");
 }
+
+/// `--etcd` takes HOST:PORT lists and needs `--scope`; anything else exits 2 saying why.
+#[test]
+fn bad_etcd_flags_exit_2() {
+    let cfg = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/haproxy/seed-haproxy.cfg"
+    );
+    for (args, says) in [
+        (&["--etcd", "127.0.0.1:2379"][..], "--scope"),
+        (
+            &["--etcd", "nonsense::", "--scope", "s"][..],
+            "is not HOST:PORT",
+        ),
+        (&["--etcd", ",", "--scope", "s"][..], "no HOST:PORT"),
+    ] {
+        let out = Command::new(manning_bin())
+            .args(["proxy", "--check", "-f", cfg])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let out = Command::new(manning_bin())
+        .args([
+            "proxy",
+            "--check",
+            "-f",
+            cfg,
+            "--etcd",
+            "10.0.0.1:2379",
+            "--scope",
+            "s",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("routed by the leader key of /service/s"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

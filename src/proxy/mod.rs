@@ -112,6 +112,18 @@ impl Args {
             .filter(|h| !h.is_empty())
             .map(str::to_string)
             .collect();
+        for e in &endpoints {
+            let valid = crate::net::endpoint::split_host_port(e)
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !valid {
+                return Err(usage(format!(
+                    "--etcd {hosts}: {e:?} is not HOST:PORT (e.g. 127.0.0.1:2379)"
+                )));
+            }
+        }
+        if endpoints.is_empty() {
+            return Err(usage("--etcd: no HOST:PORT given"));
+        }
         let settings = crate::dcs::DcsSettings {
             endpoints,
             tls: None,
@@ -133,11 +145,19 @@ impl Args {
 /// Run `manning proxy`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = load(&args)?;
+    let follow = args.follow_settings()?;
     if args.check {
         print!("{}", describe(&cfg, &args));
+        if let Some(f) = &follow {
+            println!(
+                "servers routed by the leader key of {}/{} in etcd at {} (no HTTP checks)",
+                f.namespace.trim_end_matches('/'),
+                f.scope,
+                f.endpoints.join(",")
+            );
+        }
         return Ok(());
     }
-    let follow = args.follow_settings()?;
     let rt = crate::net::runtime::control("manning-proxy")?;
     let workers = crate::net::runtime::Workers::start(args.threads, "manning-proxy")?;
     rt.block_on(serve(cfg, args.shutdown_grace, workers, follow))
