@@ -135,7 +135,7 @@ fn run_demo(as_postgres_user: bool) {
             .to_string()
     };
     assert!(line("demo-1").contains(",UP,"), "{csv}");
-    // The replicas answer 503 to the primary check: the proxy never routes to them.
+    // The replicas are DOWN (the proxy follows the leader key): it never routes to them.
     assert!(line("demo-2").contains(",DOWN,"), "{csv}");
     assert!(line("demo-3").contains(",DOWN,"), "{csv}");
 

@@ -4,7 +4,8 @@
 //! etcd (in a temporary directory), three `manning supervise` members from a configuration
 //! like the seed's (synchronous replication, strict) — `demo-1` bootstraps, `demo-2` and
 //! `demo-3` copy it and one becomes its synchronous standby — then `manning proxy` reading
-//! an haproxy.cfg like the seed's (one server per member, checked on `/primary`'s port),
+//! an haproxy.cfg like the seed's (one server per member) and following the leader key in
+//! etcd (`--etcd`),
 //! and `manning forward` on `127.0.0.1:5432` in front of the proxy's UNIX socket — the
 //! seed's client path. It prints how to connect and where the status page is, then waits.
 //! Ctrl-C (or SIGTERM) stops everything in the reverse order (each supervisor stops its
@@ -429,7 +430,10 @@ async fn start_all(
         Command::new(me)
             .arg("proxy")
             .arg("--haproxy-config")
-            .arg(dir.join("haproxy.cfg")),
+            .arg(dir.join("haproxy.cfg"))
+            // Route by the leader key: a switchover moves clients in milliseconds.
+            .arg(format!("--etcd=127.0.0.1:{}", plan.etcd_client))
+            .args(["--scope", "demo", "--namespace", "/service"]),
     )?);
     wait_until(procs, shutdown, Duration::from_secs(60), || {
         http_get(plan.stats_port, "/;csv").is_some_and(|(s, b)| {
@@ -660,7 +664,8 @@ tags:
 }
 
 /// Like the seed's haproxy.cfg: stats page, a UNIX socket and a TCP bind to the primary,
-/// one server per member checked on its REST API (only the primary answers 200 on `/`).
+/// one server per member with its REST API as check port (what HAProxy would use; the
+/// demo's proxy follows the leader key in etcd instead).
 fn haproxy_cfg(plan: &Plan) -> String {
     let servers: String = plan
         .members

@@ -234,6 +234,7 @@ impl Backend {
     pub fn set_server_up(&self, i: usize, up: bool, why: &str) -> bool {
         let now = Instant::now();
         let mut st = self.lock();
+        st.servers[i].health.force(up);
         if st.servers[i].up == up {
             return false;
         }
@@ -865,6 +866,7 @@ mod tests {
         let s = b.acquire().await.unwrap();
         assert_eq!(s.server, 1);
         assert!(b.set_server_up(1, false, "leader key moved"));
+        assert_eq!(b.lock().servers[1].health.status_text(false), "DOWN");
         tokio::time::timeout(Duration::from_secs(1), s.cut())
             .await
             .expect("cut");

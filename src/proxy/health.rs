@@ -50,6 +50,12 @@ impl Health {
         self.rise + self.fall - 1
     }
 
+    /// An outside source (the leader key in etcd) decided: the counter goes to its end, so
+    /// the status reads plain `UP` or `DOWN`, not a check in progress.
+    pub fn force(&mut self, up: bool) {
+        self.health = if up { self.max() } else { 0 };
+    }
+
     /// UP by the counter.
     pub fn is_up(&self) -> bool {
         self.health >= self.rise

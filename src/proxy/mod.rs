@@ -96,7 +96,12 @@ pub struct Args {
     pub scope: Option<String>,
 
     /// The cluster's `namespace` (patroni.yml) when following etcd.
-    #[arg(long, value_name = "NAMESPACE", default_value = "/service")]
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "MANNING_PROXY_NAMESPACE",
+        default_value = "/service"
+    )]
     pub namespace: String,
 }
 
