@@ -380,6 +380,17 @@ fn patronictl_switchover_hands_over_to_the_synchronous_standby() {
         (b.psql("SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
     });
     eprintln!("patronictl switchover answered after {answered:?}");
+    // The new leader checkpoints after its promotion and then drops the `false` marker
+    // from its member key (Patroni's checkpoint_after_promote).
+    wait_for(
+        "node_b's checkpoint after promotion",
+        Duration::from_secs(10),
+        || {
+            let m = json(&etcd.get(&b.key("members/node_b"))?);
+            (m["role"] == "primary" && m.get("checkpoint_after_promote").is_none()).then_some(())
+        },
+    );
+    assert!(b.log_text().contains("checkpoint after promotion done"));
     assert_eq!(b.psql("SELECT count(*) FROM t").unwrap(), "1");
     // The old leader follows the new one and becomes its synchronous standby.
     wait_streaming(&b, &a, Duration::from_secs(30));

@@ -95,6 +95,8 @@ pub(super) struct Node {
     sync_changed_at: u64,
     /// Run the next cycle soon (a synchronous standby awaits confirmation).
     hurry: bool,
+    /// Set by the checkpoint that follows a promotion once it is done.
+    pub(super) checkpoint_after_promote: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// When `synchronous_standby_names` last changed.
     sync_changed_when: Instant,
     /// `pg_stat_replication` from the last leader cycle (the REST API shows it).
@@ -153,6 +155,7 @@ impl Node {
             sync_standbys: None,
             sync_changed_at: 0,
             hurry: false,
+            checkpoint_after_promote: None,
             sync_changed_when: Instant::now(),
             walsenders: Vec::new(),
             lock: Lock::default(),
@@ -841,6 +844,24 @@ impl Node {
         self.recovery = None;
         info!("postgres promoted to primary");
         self.renew_fence_target();
+        // Until the first checkpoint on the new timeline, pg_rewind against us would see the
+        // old timeline in our control file. Checkpoint now, in the background, and say so in
+        // the member key meanwhile (Patroni's `checkpoint_after_promote`).
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.checkpoint_after_promote = Some(done.clone());
+        let conn = self.local_conn();
+        tokio::spawn(async move {
+            match conn.connect().await {
+                Ok(client) => match sql::checkpoint(&client).await {
+                    Ok(()) => {
+                        done.store(true, std::sync::atomic::Ordering::SeqCst);
+                        info!("checkpoint after promotion done");
+                    }
+                    Err(e) => warn!("checkpoint after promotion: {e}"),
+                },
+                Err(e) => warn!("checkpoint after promotion: {e}"),
+            }
+        });
         Ok(Step::Next)
     }
 
@@ -985,6 +1006,16 @@ impl Node {
                 "the leader {from} has no conn_url in its member key yet"
             )));
         };
+        let pending = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.members.iter().find(|m| m.name == from))
+            .is_some_and(|m| m.data.checkpoint_after_promote == Some(false));
+        if pending {
+            return Ok(Step::Abort(format!(
+                "waiting for {from}'s checkpoint after its promotion before pg_rewind"
+            )));
+        }
         let auth = &self.cfg.postgresql.authentication;
         let user = auth.rewind.as_ref().unwrap_or(&auth.superuser);
         source.credentials = crate::postgres::Credentials {

@@ -60,6 +60,12 @@ impl Node {
                 m.replication_state = replication_state(p).map(|r| r.as_str().to_string());
             } else {
                 m.xlog_location = p.flush_wal_lsn.or(p.current_wal_lsn).map(|l| l.0);
+                // `false` while the checkpoint after a promotion runs; absent once done.
+                m.checkpoint_after_promote = self
+                    .checkpoint_after_promote
+                    .as_ref()
+                    .filter(|done| !done.load(std::sync::atomic::Ordering::SeqCst))
+                    .map(|_| false);
             }
         }
         m.extra.insert(
