@@ -49,6 +49,8 @@ pub enum Command {
     Config(crate::config::cmd::Args),
     /// Route clients to the healthy primary, driven by the seed's haproxy.cfg (HAProxy's role).
     Proxy(crate::proxy::Args),
+    /// Operator verbs against a running cluster (patronictl's list and switchover).
+    Ctl(crate::ctl::Args),
 }
 
 /// Parse the command line, run the chosen role, and turn its result into an exit code.
@@ -82,6 +84,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Supervise(args) => crate::supervise::run(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Proxy(args) => crate::proxy::run(args),
+        Command::Ctl(args) => crate::ctl::run(args),
     }
 }
 

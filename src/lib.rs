@@ -24,6 +24,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod dcs;
 pub mod demo;
 pub mod error;

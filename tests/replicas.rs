@@ -46,6 +46,25 @@ fn assert_commit_waits(m: &MemberFiles, sql: &str) {
     let _ = insert.wait();
 }
 
+/// `manning ctl -c <m's configuration> ARGS...` with m's environment; its stdout.
+fn manning_ctl(m: &MemberFiles, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(manning_bin());
+    cmd.arg("ctl").arg("-c").arg(&m.conf).args(args);
+    m.configure(&mut cmd);
+    let out = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run manning ctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "manning ctl {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
@@ -160,6 +179,19 @@ fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
     assert_eq!(row("node_a")["Role"], "Leader");
     assert_eq!(row("node_b")["Role"], "Sync Standby");
     assert_eq!(row("node_b")["State"], "streaming");
+    // manning's own `ctl list` says the same.
+    let list = manning_ctl(&b, &["list"]);
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{list}"))
+            .to_string()
+    };
+    assert!(line("node_a").contains("| Leader "), "{list}");
+    assert!(
+        line("node_b").contains("| Sync Standby | streaming"),
+        "{list}"
+    );
     let log = b.log_text();
     assert!(
         log.contains("building a replica from the leader node_a"),
@@ -492,18 +524,13 @@ fn the_proxy_following_etcd_moves_writes_to_the_new_leader_and_never_to_a_replic
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    let ctl_dir = tempfile::tempdir().unwrap();
-    let ctl = ctl_config(&etcd, ctl_dir.path());
-    run_patronictl(
-        &ctl,
-        &[
-            "switchover",
-            "--leader",
-            "node_a",
-            "--candidate",
-            "node_b",
-            "--force",
-        ],
+    let out = manning_ctl(
+        &a,
+        &["switchover", "--leader", "node_a", "--candidate", "node_b"],
+    );
+    assert!(
+        out.contains("Successfully switched over to \"node_b\""),
+        "{out}"
     );
     wait_for(
         "the proxy to route to node_b",

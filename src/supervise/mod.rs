@@ -15,6 +15,9 @@
 //! returning earlier would let the kernel SIGKILL postgres.
 
 mod layout;
+
+/// The DCS settings a member's configuration gives (also used by `manning ctl`).
+pub use layout::dcs_settings;
 mod node;
 mod peers;
 mod publish;
