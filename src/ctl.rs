@@ -7,10 +7,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 
 use crate::config::{LoadOptions, load};
 use crate::dcs::Dcs;
@@ -176,43 +172,17 @@ async fn switchover(
         .and_then(|m| m.data.api_url.clone())
         .ok_or_else(|| anyhow!("the leader {current} publishes no api_url"))?;
     let body = serde_json::json!({"leader": current, "candidate": candidate}).to_string();
-    let (status, text) = post(&api, "/switchover", body).await?;
-    println!("{text}");
+    let answer =
+        crate::api::client::request(hyper::Method::POST, &api, Some("/switchover"), Some(body));
+    let (status, text) = tokio::time::timeout(std::time::Duration::from_secs(120), answer)
+        .await
+        .map_err(|_| anyhow!("{api} did not answer within 120 s"))?
+        .map_err(|e| anyhow!("asking {current} to switch over: {e}"))?;
+    println!("{}", String::from_utf8_lossy(&text).trim());
     if status != 200 {
         bail!("switchover failed: {status}");
     }
     Ok(())
-}
-
-/// POST `body` to `path` on the REST API at `api_url` (`http://host:port/...`).
-async fn post(api_url: &str, path: &str, body: String) -> anyhow::Result<(u16, String)> {
-    let rest = api_url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("{api_url}: only http:// REST APIs are supported"))?;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .with_context(|| format!("connecting to {authority}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let conn = tokio::spawn(conn);
-    let req = Request::post(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let resp = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        sender.send_request(req),
-    )
-    .await
-    .map_err(|_| anyhow!("{authority} did not answer within 120 s"))??;
-    let status = resp.status().as_u16();
-    let text = Limited::new(resp.into_body(), 64 * 1024)
-        .collect()
-        .await
-        .map_err(|e| anyhow!("reading the answer of {authority}: {e}"))?
-        .to_bytes();
-    conn.abort();
-    Ok((status, String::from_utf8_lossy(&text).trim().to_string()))
 }
 
 #[cfg(test)]

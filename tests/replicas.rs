@@ -91,6 +91,23 @@ fn wait_streaming(primary: &MemberFiles, replica: &MemberFiles, timeout: Duratio
     }
 }
 
+/// node_a leads, node_b streams from it and is published as its synchronous standby, and
+/// node_a takes writes.
+fn synchronous_pair(etcd: &Etcd) -> (MemberFiles, MemberFiles, Supervisor, Supervisor) {
+    let a = MemberFiles::clustered(etcd, "enterprises", "node_a");
+    let b = MemberFiles::clustered(etcd, "enterprises", "node_b");
+    let sa = a.start();
+    a.wait_leader(etcd, Duration::from_secs(90));
+    let sb = b.start();
+    wait_streaming(&a, &b, Duration::from_secs(60));
+    wait_for("node_b in the sync key", Duration::from_secs(20), || {
+        let sync = json(&etcd.get(&a.key("sync"))?);
+        (sync["sync_standby"] == "node_b").then_some(())
+    });
+    a.wait_writable(Duration::from_secs(30));
+    (a, b, sa, sb)
+}
+
 #[test]
 fn a_second_member_becomes_a_streaming_replica_and_takes_over() {
     require_root("the supervisor runs postgres as the postgres user");
@@ -272,17 +289,7 @@ fn a_replica_does_not_take_over_from_a_live_primary() {
 fn the_synchronous_standby_takes_over_when_the_leader_node_dies_and_loses_nothing() {
     require_root("the supervisor runs postgres as the postgres user");
     let etcd = Etcd::start();
-    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
-    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
-    let mut sa = a.start();
-    a.wait_leader(&etcd, Duration::from_secs(90));
-    let _sb = b.start();
-    wait_streaming(&a, &b, Duration::from_secs(60));
-    wait_for("node_b in the sync key", Duration::from_secs(20), || {
-        let sync = json(&etcd.get(&a.key("sync"))?);
-        (sync["sync_standby"] == "node_b").then_some(())
-    });
-    a.wait_writable(Duration::from_secs(30));
+    let (a, b, mut sa, _sb) = synchronous_pair(&etcd);
     a.psql("CREATE TABLE t(x int)").unwrap();
 
     // A client inserts 1, 2, 3, ... one commit at a time and remembers the last one
@@ -370,17 +377,7 @@ fn the_synchronous_standby_takes_over_when_the_leader_node_dies_and_loses_nothin
 fn patronictl_switchover_hands_over_to_the_synchronous_standby() {
     require_root("the supervisor runs postgres as the postgres user");
     let etcd = Etcd::start();
-    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
-    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
-    let _sa = a.start();
-    a.wait_leader(&etcd, Duration::from_secs(90));
-    let _sb = b.start();
-    wait_streaming(&a, &b, Duration::from_secs(60));
-    wait_for("node_b in the sync key", Duration::from_secs(20), || {
-        let sync = json(&etcd.get(&a.key("sync"))?);
-        (sync["sync_standby"] == "node_b").then_some(())
-    });
-    a.wait_writable(Duration::from_secs(30));
+    let (a, b, _sa, _sb) = synchronous_pair(&etcd);
     a.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)")
         .unwrap();
 
@@ -447,17 +444,7 @@ fn patronictl_switchover_hands_over_to_the_synchronous_standby() {
 fn the_proxy_following_etcd_moves_writes_to_the_new_leader_and_never_to_a_replica() {
     require_root("the supervisor runs postgres as the postgres user");
     let etcd = Etcd::start();
-    let a = MemberFiles::clustered(&etcd, "enterprises", "node_a");
-    let b = MemberFiles::clustered(&etcd, "enterprises", "node_b");
-    let _sa = a.start();
-    a.wait_leader(&etcd, Duration::from_secs(90));
-    let _sb = b.start();
-    wait_streaming(&a, &b, Duration::from_secs(60));
-    wait_for("node_b in the sync key", Duration::from_secs(20), || {
-        let sync = json(&etcd.get(&a.key("sync"))?);
-        (sync["sync_standby"] == "node_b").then_some(())
-    });
-    a.wait_writable(Duration::from_secs(30));
+    let (a, b, _sa, _sb) = synchronous_pair(&etcd);
     a.psql("CREATE TABLE t(x int)").unwrap();
 
     let dir = tempfile::tempdir().unwrap();

@@ -40,6 +40,7 @@
 //! ```
 
 pub mod auth;
+pub mod client;
 pub mod control;
 pub mod health;
 pub mod metrics;

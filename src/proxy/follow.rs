@@ -35,7 +35,12 @@ pub fn primary_server(cluster: &Cluster, servers: &[ServerSpec]) -> Result<usize
     if member.data.role != Some(Role::Primary) {
         return Err(format!("the leader {leader} is not running as primary yet"));
     }
-    let address = member.data.conn_url.as_deref().and_then(host_port);
+    let address = member
+        .data
+        .conn_url
+        .as_deref()
+        .and_then(crate::api::client::split_url)
+        .map(|(host, port, _)| (host, port));
     servers
         .iter()
         .position(|s| s.name == leader)
@@ -51,15 +56,6 @@ pub fn primary_server(cluster: &Cluster, servers: &[ServerSpec]) -> Result<usize
                 member.data.conn_url.as_deref().unwrap_or("(no conn_url)")
             )
         })
-}
-
-/// `postgres://host:port/db` → (host, port).
-fn host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let authority = authority.rsplit('@').next()?;
-    let (host, port) = crate::net::endpoint::split_host_port(authority)?;
-    Some((host.to_string(), port.parse().ok()?))
 }
 
 /// Follow the cluster in etcd and set each backend's servers UP or DOWN; runs until the

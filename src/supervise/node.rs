@@ -379,18 +379,7 @@ impl Node {
             .iter()
             .flat_map(|c| c.members.iter())
             .filter(|m| m.name != self.cfg.name)
-            .filter_map(|m| {
-                Some(peers::Target {
-                    name: m.name.clone(),
-                    api_url: m.data.api_url.clone()?,
-                    nofailover: m
-                        .data
-                        .tags
-                        .get("nofailover")
-                        .and_then(serde_json::Value::as_bool)
-                        .unwrap_or(false),
-                })
-            })
+            .filter_map(peers::Target::of)
             .collect();
         let me = self.cfg.name.as_str();
         let in_sync_key = !self.dynamic.synchronous_mode().is_enabled()
@@ -569,12 +558,7 @@ impl Node {
                 self.lock = Lock::default();
                 self.fence.disarm();
                 // A demoted primary may hold WAL the new leader never had.
-                let leader = self
-                    .cluster
-                    .as_ref()
-                    .and_then(|c| c.leader.as_ref())
-                    .map(|l| l.name.clone())
-                    .filter(|l| *l != self.cfg.name);
+                let leader = self.other_leader();
                 if let Some(l) = leader
                     && self.dynamic.pg().use_pg_rewind()
                     && let Step::Abort(why) = self.rewind(&l).await?
@@ -716,12 +700,7 @@ impl Node {
             self.upstream = None;
         } else {
             self.sync_standbys = None;
-            let leader = self
-                .cluster
-                .as_ref()
-                .and_then(|c| c.leader.as_ref())
-                .map(|l| l.name.clone())
-                .filter(|l| *l != self.cfg.name);
+            let leader = self.other_leader();
             let slot = match &leader {
                 Some(l) => self.ensure_slot_on(l).await,
                 None => None,
@@ -863,6 +842,16 @@ impl Node {
             }
         });
         Ok(Step::Next)
+    }
+
+    /// The member holding the leader lock, when it is not us.
+    fn other_leader(&self) -> Option<String> {
+        self.cluster
+            .as_ref()?
+            .leader
+            .as_ref()
+            .map(|l| l.name.clone())
+            .filter(|l| *l != self.cfg.name)
     }
 
     /// `host:port` of a member, from the `conn_url` of its member key.
@@ -1303,13 +1292,7 @@ impl Node {
             .members
             .iter()
             .filter(|m| m.name != me)
-            .filter(|m| {
-                m.data
-                    .tags
-                    .get("nosync")
-                    .and_then(serde_json::Value::as_bool)
-                    != Some(true)
-            })
+            .filter(|m| !m.data.tag_bool("nosync"))
             .map(|m| m.name.clone())
             .collect();
         let rows: Vec<sync::StandbyRow> = self
@@ -1663,18 +1646,7 @@ impl Node {
                 .iter()
                 .flat_map(|c| c.members.iter())
                 .filter(|m| names.contains(&m.name))
-                .filter_map(|m| {
-                    Some(peers::Target {
-                        name: m.name.clone(),
-                        api_url: m.data.api_url.clone()?,
-                        nofailover: m
-                            .data
-                            .tags
-                            .get("nofailover")
-                            .and_then(serde_json::Value::as_bool)
-                            == Some(true),
-                    })
-                })
+                .filter_map(peers::Target::of)
                 .collect();
             let answers = peers::fetch_all(&targets).await;
             if !answers.iter().any(|p| !p.nofailover && !p.primary) {
@@ -1682,12 +1654,7 @@ impl Node {
             }
         }
         let i_lead = self.lock.held() && self.is_primary();
-        let other_leader = self
-            .cluster
-            .as_ref()
-            .and_then(|c| c.leader.as_ref())
-            .is_some_and(|l| l.name != self.cfg.name);
-        if !i_lead && other_leader {
+        if !i_lead && self.other_leader().is_some() {
             // Only the leader acts on a request; a key written here would wait for a
             // failover that nobody performs.
             return crate::api::reply::Reply::text(

@@ -6,9 +6,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tracing::debug;
 
@@ -17,9 +14,6 @@ use crate::ha::decide::Peer;
 /// How long a member has to answer (Patroni's fixed 2 s).
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Largest status document read from a peer.
-const MAX_BODY: usize = 64 * 1024;
-
 /// A member to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -27,6 +21,17 @@ pub struct Target {
     pub api_url: String,
     /// The `nofailover` tag from its member key.
     pub nofailover: bool,
+}
+
+impl Target {
+    /// The member to ask, if it publishes an `api_url`.
+    pub fn of(m: &crate::dcs::model::ClusterMember) -> Option<Target> {
+        Some(Target {
+            name: m.name.clone(),
+            api_url: m.data.api_url.clone()?,
+            nofailover: m.data.tag_bool("nofailover"),
+        })
+    }
 }
 
 /// Read a peer's `GET /patroni` document: primary or not, its WAL position, its tags.
@@ -56,38 +61,10 @@ pub fn parse_status(target: &Target, body: &[u8]) -> Option<Peer> {
     })
 }
 
-/// `http://host:port/path` → (host, port, path). Anything else (https, no port) is `None`.
-fn split_url(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = crate::net::endpoint::split_host_port(authority)?;
-    Some((host.to_string(), port.parse().ok()?, path.to_string()))
-}
-
 async fn get(url: &str) -> Result<Bytes, String> {
-    let (host, port, path) = split_url(url).ok_or("not an http://host:port URL")?;
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+    crate::api::client::request(hyper::Method::GET, url, None, None)
         .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let req = Request::get(path)
-        .header(hyper::header::HOST, format!("{host}:{port}"))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let body = Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    conn.abort();
-    Ok(body)
+        .map(|(_, body)| body)
 }
 
 /// Ask every target at once; returns the ones that answered with a status document, in
@@ -160,20 +137,6 @@ mod tests {
         for body in [&b"not json"[..], b"{}", br#"{"role":5}"#, b"[]"] {
             assert_eq!(parse_status(&target(false), body), None);
         }
-    }
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            split_url("http://10.0.0.2:8008/patroni"),
-            Some(("10.0.0.2".into(), 8008, "/patroni".into()))
-        );
-        assert_eq!(
-            split_url("http://[::1]:8008"),
-            Some(("::1".into(), 8008, "/".into()))
-        );
-        assert_eq!(split_url("https://10.0.0.2:8008/patroni"), None);
-        assert_eq!(split_url("http://host/patroni"), None);
     }
 
     /// Without the timeout this would wait forever; the paused clock jumps to it.

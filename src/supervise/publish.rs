@@ -285,10 +285,7 @@ fn replication_state(p: &crate::postgres::sql::Probe) -> Option<crate::api::Repl
 }
 
 pub(super) fn host_port_of_url(url: &str) -> Option<(String, u16)> {
-    let rest = url.split_once("://")?.1;
-    let hostport = rest.split('/').next()?;
-    let (host, port) = crate::net::endpoint::split_host_port(hostport)?;
-    Some((host.to_string(), port.parse().ok()?))
+    crate::api::client::split_url(url).map(|(host, port, _)| (host, port))
 }
 
 #[cfg(test)]
